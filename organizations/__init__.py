@@ -1,0 +1,1 @@
+"""Organizations (labs, regulators, platforms, admins) and their scoped API keys."""

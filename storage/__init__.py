@@ -1,0 +1,1 @@
+"""Persistence: settings, database engine and sessions, Alembic migrations, stored documents and audit events."""
