@@ -1,0 +1,867 @@
+"""Semantic rules for DCC documents (what the XSD cannot express), for every DCC version 2.1.0-3.3.0.
+
+The rules mirror PTB's Schematron (`dcc.sch` in dcclib 0.4.0) and add checks users need (D-SI unit
+syntax, date order, uncertainty sanity, list lengths). Elements are matched by local name within the
+document's DCC namespace (the root's) and the D-SI namespace (any version, incl. the 2.1.x intranet
+and smartcom URIs), so foreign content (ds:Signature, MathML, extensions) is never inspected.
+Deliberate deviations from dcc.sch are noted at the rule; `RULES` lists every rule for the docs.
+One filtered pass over the tree collects what the rules need: a 25 KB certificate takes under 1 ms.
+"""
+
+import math
+import re
+from collections import defaultdict
+from collections.abc import Iterator
+from datetime import date
+from itertools import pairwise
+
+from lxml import etree
+
+from certificates.dsi_units import canonical_dsi_unit, check_dsi_unit
+from certificates.findings import Finding, Severity
+
+
+def _words(text: str) -> frozenset[str]:
+    """Return the set of whitespace-separated words in `text` (keeps long vocabularies readable)."""
+    return frozenset(text.split())
+
+
+CURRENT_SCHEMA_VERSION = "3.3.0"
+
+E, W = Severity.error, Severity.warning
+
+# rule id -> (severity, description); the order is the order of the documentation table.
+_RULE_TABLE: dict[str, tuple[Severity, str]] = {
+    "ref-id-unresolved": (E, "every token of a `refId` attribute names an existing `id` (dcc.sch)"),
+    "id-duplicate": (E, "`id` attribute values are unique in the document"),
+    "id-unreferenced": (W, "every `id` is referenced by some `refId` (dcc.sch)"),
+    "lang-code-invalid": (E, "used/mandatory language codes are ISO 639-1 codes (dcc.sch)"),
+    "lang-code-duplicate": (
+        E,
+        "a language code is declared at most once in `usedLangCodeISO639_1` (dcc.sch)",
+    ),
+    "mandatory-lang-undeclared": (E, "each `mandatoryLangCodeISO639_1` is also a `usedLangCodeISO639_1`"),
+    "country-code-invalid": (E, "`countryCodeISO3166_1` is an ISO 3166-1 alpha-2 code (dcc.sch)"),
+    "content-lang-undeclared": (E, "each `dcc:content/@lang` is a declared `usedLangCodeISO639_1` (dcc.sch)"),
+    "content-lang-missing": (
+        E,
+        "an element with language-tagged `dcc:content` has a text in every mandatory language (dcc.sch)",
+    ),
+    "content-lang-incomplete": (
+        W,
+        "an element with language-tagged `dcc:content` has a text in every used language; dcc.sch: error",
+    ),
+    "content-lang-duplicate": (W, "an element has at most one `dcc:content` per language; dcc.sch: error"),
+    "content-lang-attribute-missing": (W, "`dcc:content` outside names carries a `lang` attribute (dcc.sch)"),
+    "used-methods-missing": (
+        E,
+        "result quantities have `usedMethods` (globally, per list or per quantity) (dcc.sch; ISO/IEC 17025)",
+    ),
+    "used-software-missing": (
+        W,
+        "result quantities have `usedSoftware` (globally, per list or per quantity)",
+    ),
+    "influence-conditions-missing": (
+        W,
+        "result quantities have `influenceConditions` (globally, per list or per quantity); dcc.sch: error",
+    ),
+    "schema-version-outdated": (
+        W,
+        f"`schemaVersion` is the current release {CURRENT_SCHEMA_VERSION} (dcc.sch)",
+    ),
+    "software-release-format": (
+        W,
+        "software `release` looks like `v1.2.3` / `A 1.0`; dcc.sch: error",
+    ),
+    "unique-identifier-empty": (E, "`coreData/uniqueIdentifier` is present and not blank"),
+    "date-invalid": (E, "performance, receipt and issue dates are ISO dates (catches template placeholders)"),
+    "date-order": (
+        E,
+        "beginPerformanceDate ≤ endPerformanceDate ≤ issueDate (dcc.sch checks the first pair)",
+    ),
+    "receipt-date-order": (W, "the item is received (receiptDate) no later than the calibration ends"),
+    "dsi-unit-invalid": (
+        E,
+        "every unit (`si:unit`, `si:unitXMLList`, list/phase units) outside `si:hybrid` is valid D-SI",
+    ),
+    "dsi-unit-spelling": (W, "D-SI identifiers are lower case (`\\degreeCelsius` → `\\degreecelsius`)"),
+    "dsi-unit-unmarked": (
+        W,
+        "a non-D-SI unit in an `si:hybrid` alternative carries the non-D-SI marker (leading bar)",
+    ),
+    "hybrid-without-dsi-unit": (
+        E,
+        "at least one alternative of an `si:hybrid` uses D-SI units only (D-SI XSD)",
+    ),
+    "non-si-unit-undeclared": (
+        E,
+        "a bar-marked non-SI unit in `si:hybrid` is declared in a `dcc:statement/dcc:nonSIUnit` (dcc.sch)",
+    ),
+    "non-si-definition-unpaired": (
+        E,
+        "each `dcc:nonSIUnit` has a preceding `dcc:nonSIDefinition` and vice versa (dcc.sch)",
+    ),
+    "uncertainty-negative": (E, "uncertainty values (standard, expanded, relative) are not negative"),
+    "coverage-missing": (
+        E,
+        "expanded uncertainties carry coverage factor and probability (intervals: probability)",
+    ),
+    "coverage-probability-range": (E, "coverage probability p satisfies 0 < p ≤ 1"),
+    "coverage-factor-range": (E, "coverage factor k satisfies k ≥ 1"),
+    "relative-uncertainty-without-absolute": (
+        E,
+        "a relative uncertainty accompanies an absolute one (dcc.sch)",
+    ),
+    "relative-uncertainty-mismatch": (
+        E,
+        "a single relative uncertainty equals U / abs(value) within its rounding (dcc.sch, with a tolerance)",
+    ),
+    "xmllist-length": (
+        E,
+        "in an `*XMLList` quantity, labels, units, uncertainties… have 1 entry or one per value (dcc.sch)",
+    ),
+    "hybrid-length-mismatch": (
+        E,
+        "the alternative representations inside one `si:hybrid` have equal lengths",
+    ),
+    "unit-list-redundant": (W, "a `si:unitXMLList` repeating one unit could be a single unit (dcc.sch)"),
+    "list-whitespace": (
+        W,
+        "XML lists and `refId`/`refType` use single spaces, no leading/trailing blanks; dcc.sch: error",
+    ),
+}
+
+RULES: dict[str, str] = {rule: description for rule, (_, description) in _RULE_TABLE.items()}
+SEVERITIES: dict[str, Severity] = {rule: severity for rule, (severity, _) in _RULE_TABLE.items()}
+
+# ISO 639-1 (the list dcc.sch uses; matched exactly, not as a substring as dcc.sch does).
+ISO_639_1 = _words(
+    "aa ab ae af ak am an ar as av ay az ba be bg bi bm bn bo br bs ca ce ch co cr cs cu cv cy da de dv dz "
+    "ee el en eo es et eu fa ff fi fj fo fr fy ga gd gl gn gu gv ha he hi ho hr ht hu hy hz ia id ie ig ii "
+    "ik io is it iu ja jv ka kg ki kj kk kl km kn ko kr ks ku kv kw ky la lb lg li ln lo lt lu lv mg mh mi "
+    "mk ml mn mr ms mt my na nb nd ne ng nl nn no nr nv ny oc oj om or os pa pi pl ps pt qu rm rn ro ru rw "
+    "sa sc sd se sg si sk sl sm sn so sq sr ss st su sv sw ta te tg th ti tk tl tn to tr ts tt tw ty ug uk "
+    "ur uz ve vi vo wa wo xh yi yo za zh zu"
+)
+# ISO 3166-1 alpha-2, all 249 assigned codes (dcc.sch's list omits some, e.g. AF, AL, DZ) plus XK (Kosovo).
+ISO_3166_1 = _words(
+    "AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ BR BS BT BV "
+    "BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ DE DJ DK DM DO DZ EC EE EG EH ER ES "
+    "ET FI FJ FK FM FO FR GA GB GD GE GF GG GH GI GL GM GN GP GQ GR GS GT GU GW GY HK HM HN HR HT HU ID IE "
+    "IL IM IN IO IQ IR IS IT JE JM JO JP KE KG KH KI KM KN KP KR KW KY KZ LA LB LC LI LK LR LS LT LU LV LY "
+    "MA MC MD ME MF MG MH MK ML MM MN MO MP MQ MR MS MT MU MV MW MX MY MZ NA NC NE NF NG NI NL NO NP NR NU "
+    "NZ OM PA PE PF PG PH PK PL PM PN PR PS PT PW PY QA RE RO RS RU RW SA SB SC SD SE SG SH SI SJ SK SL SM "
+    "SN SO SR SS ST SV SX SY SZ TC TD TF TG TH TJ TK TL TM TN TO TR TT TV TW TZ UA UG UM US UY UZ VA VC VE "
+    "VG VI VN VU WF WS XK YE YT ZA ZM ZW"
+)
+
+# dcc.sch's release pattern, e.g. "v1.2.3" or "A 1.0".
+_RELEASE = re.compile(r"[a-zA-Z] ?([0-9]{1,3}\.){0,3}[0-9]{1,3}")
+# dcc.sch's list pattern: tokens separated by exactly one whitespace character, nothing around them.
+_TIDY_LIST = re.compile(r"(\S+\s)*\S+")
+_XS_DATE = re.compile(r"(-?\d{4,})-(\d{2})-(\d{2})(?:Z|[+-]\d{2}:\d{2})?")
+
+# Leaf lists whose spacing dcc.sch checks.
+_SPACED_LISTS = _words(
+    "valueXMLList unitXMLList labelXMLList dateTimeXMLList uncertaintyXMLList coverageFactorXMLList "
+    "coverageProbabilityXMLList distributionXMLList standardUncXMLList intervalMinXMLList "
+    "intervalMaxXMLList"
+)
+_UNIT_ELEMENTS = frozenset({"unit", "listUnit", "unitPhase", "listUnitPhase"})
+_UNIT_LISTS = frozenset({"unitXMLList", "unitPhaseXMLList"})
+_UNCERTAINTY_VALUES = _words(
+    "uncertainty standardUnc valueStandardMU valueExpandedMU uncertaintyXMLList standardUncXMLList "
+    "valueStandardMUXMLList valueExpandedMUXMLList"
+)
+# container -> (needs coverageFactor, needs coverageProbability); *XMLList containers need the *XMLList forms.
+_COVERAGE_CONTAINERS = {
+    "expandedUnc": (True, True),
+    "expandedMU": (True, True),
+    "ellipsoidalRegion": (True, True),
+    "rectangularRegion": (True, True),
+    "coverageInterval": (False, True),
+    "coverageIntervalMU": (False, True),
+    "expandedUncXMLList": (True, True),
+    "expandedMUXMLList": (True, True),
+    "ellipsoidalRegionMUXMLList": (True, True),
+    "rectangularRegionMUXMLList": (True, True),
+    "ellipsoidalRegionXMLList": (True, True),
+    "rectangularRegionXMLList": (True, True),
+    "coverageIntervalXMLList": (False, True),
+    "coverageIntervalMUXMLList": (False, True),
+}
+# Multivariate parts of XMLList quantities: covariance entries are not per-value lists.
+_MULTIVARIATE = _words(
+    "measurementUncertaintyMultivariateXMLList measurementUncertaintyBivariateXMLList "
+    "ellipsoidalRegionXMLList rectangularRegionXMLList covarianceMatrixXMLList"
+)
+_DCC_NAMES = _words(
+    "content usedLangCodeISO639_1 mandatoryLangCodeISO639_1 countryCodeISO3166_1 uniqueIdentifier "
+    "beginPerformanceDate endPerformanceDate issueDate receiptDate measurementResult list quantity release "
+    "nonSIUnit nonSIDefinition relativeUncertainty"
+)
+_SI_NAMES = (
+    _SPACED_LISTS
+    | _UNIT_ELEMENTS
+    | _UNIT_LISTS
+    | _UNCERTAINTY_VALUES
+    | frozenset(_COVERAGE_CONTAINERS)
+    | frozenset(
+        {"coverageFactor", "coverageFactorXMLList", "coverageProbability", "coverageProbabilityXMLList"}
+    )
+    | frozenset({"realListXMLList", "complexListXMLList", "hybrid"})
+)
+
+
+_ID_ATTRIBUTES = etree.XPath("//@id | //@refId | //@refType")
+_WANTED_TAGS = tuple(sorted(f"{{*}}{name}" for name in _DCC_NAMES | _SI_NAMES | {"hybrid"}))
+
+
+def _is_si_namespace(ns: str) -> bool:
+    """Tell whether `ns` is a D-SI namespace of any version (ptb.de/si, smartcom d-si, 2.1.0 intranet)."""
+    low = ns.lower().rstrip("/")
+    return low.startswith("https://ptb.de/si") or "/d-si/" in low or low.endswith("/si")
+
+
+class _Doc:
+    """What the rules need from one document, collected in a single walk of the tree."""
+
+    def __init__(self, root: etree._Element) -> None:
+        self.root = root
+        self.tree = root.getroottree()
+        self.dcc: dict[str, list[etree._Element]] = defaultdict(list)
+        self.si: dict[str, list[etree._Element]] = defaultdict(list)
+        self.ids: dict[str, list[etree._Element]] = defaultdict(list)
+        self.ref_ids: list[tuple[etree._Element, str]] = []
+        self.ref_types: list[tuple[etree._Element, str]] = []
+        self.kinds: dict[object, tuple[str, str]] = {}  # tag -> ("dcc" | "si" | "", local name)
+        # ids count on any element, as in dcc.sch: a refId may point at a MathML formula
+        for attribute in _ID_ATTRIBUTES(root):
+            owner = attribute.getparent()
+            name = attribute.attrname
+            if name == "id":
+                self.ids[str(attribute)].append(owner)
+            elif name == "refId":
+                self.ref_ids.append((owner, str(attribute)))
+            else:
+                self.ref_types.append((owner, str(attribute)))
+        self._dcc_ns = etree.QName(root).namespace or ""
+        # lxml filters by local name in C, so Python only sees the elements the rules look at
+        for el in root.iter(_WANTED_TAGS):
+            where, local = self.kind(el.tag)
+            if where == "dcc":
+                if local in _DCC_NAMES:
+                    self.dcc[local].append(el)
+            elif where == "si" and local in _SI_NAMES:
+                self.si[local].append(el)
+
+    def kind(self, tag: object) -> tuple[str, str]:
+        """Return ("dcc" | "si" | "", local name) for an element tag ("", "") for comments and PIs)."""
+        kind = self.kinds.get(tag)
+        if kind is None:
+            if not isinstance(tag, str):
+                return ("", "")
+            ns, _, local = tag.rpartition("}")
+            ns = ns[1:]
+            kind = ("dcc" if ns == self._dcc_ns else "si" if _is_si_namespace(ns) else "", local)
+            self.kinds[tag] = kind
+        return kind
+
+    def local(self, el: etree._Element) -> str:
+        """Return the local name of an element of this document."""
+        return self.kind(el.tag)[1]
+
+    def is_named(self, el: etree._Element, name: str) -> bool:
+        """Tell whether `el` is a DCC/D-SI element with local name `name`."""
+        where, local = self.kind(el.tag)
+        return local == name and where != ""
+
+    def children(self, el: etree._Element, name: str) -> list[etree._Element]:
+        """Return the DCC/D-SI children of `el` with local name `name`."""
+        return [c for c in el if self.is_named(c, name)]
+
+    def child(self, el: etree._Element, name: str) -> etree._Element | None:
+        """Return the first DCC/D-SI child of `el` named `name`, or None."""
+        for c in el:
+            if self.is_named(c, name):
+                return c
+        return None
+
+    def ancestor(self, el: etree._Element, name: str) -> etree._Element | None:
+        """Return the nearest ancestor of `el` named `name`, or None."""
+        for anc in el.iterancestors():
+            if self.is_named(anc, name):
+                return anc
+        return None
+
+    def finding(self, rule: str, el: etree._Element, message: str) -> Finding:
+        """Build a finding for `rule` located at `el`."""
+        return Finding(
+            rule=rule,
+            severity=SEVERITIES[rule],
+            message=message,
+            path=self.tree.getpath(el),
+            line=el.sourceline,
+        )
+
+
+def _text(el: etree._Element | None) -> str:
+    """Return the stripped text of an element ('' when absent)."""
+    return (el.text or "").strip() if el is not None else ""
+
+
+def _tokens(el: etree._Element | None) -> list[str]:
+    """Return the whitespace-separated tokens of an XML list element."""
+    return (el.text or "").split() if el is not None else []
+
+
+def _number(token: str) -> float | None:
+    """Parse an xs:double token, None if it is not a number."""
+    try:
+        return float(token)
+    except ValueError:
+        return None
+
+
+# --- references and identifiers -------------------------------------------------------------------
+
+
+def _check_ids(doc: _Doc) -> Iterator[Finding]:
+    """Unresolved refIds, duplicate ids, unreferenced ids."""
+    referenced: set[str] = set()
+    for el, value in doc.ref_ids:
+        for token in value.split():
+            referenced.add(token)
+            if token not in doc.ids:
+                yield doc.finding(
+                    "ref-id-unresolved", el, f"refId {token!r} does not name any id in the document"
+                )
+    for value, elements in doc.ids.items():
+        for el in elements[1:]:
+            yield doc.finding("id-duplicate", el, f"id {value!r} is used {len(elements)} times")
+        # only DCC/D-SI ids: a MathML formula id need not be referenced
+        if value not in referenced and doc.kind(elements[0].tag)[0]:
+            yield doc.finding("id-unreferenced", elements[0], f"id {value!r} is not referenced by any refId")
+
+
+# --- languages and country ------------------------------------------------------------------------
+
+
+def _check_languages(doc: _Doc) -> Iterator[Finding]:
+    """Declared language codes, country code, and the language tags of dcc:content."""
+    used = doc.dcc["usedLangCodeISO639_1"]
+    declared = [_text(el) for el in used]
+    declared_set = set(declared)
+    seen: set[str] = set()
+    for el, code in zip(used, declared, strict=True):
+        if code not in ISO_639_1:
+            yield doc.finding("lang-code-invalid", el, f"{code!r} is not an ISO 639-1 language code")
+        if code in seen:
+            yield doc.finding("lang-code-duplicate", el, f"language {code!r} is declared more than once")
+        seen.add(code)
+    for el in doc.dcc["mandatoryLangCodeISO639_1"]:
+        code = _text(el)
+        if code not in ISO_639_1:
+            yield doc.finding("lang-code-invalid", el, f"{code!r} is not an ISO 639-1 language code")
+        elif code not in declared_set:
+            yield doc.finding(
+                "mandatory-lang-undeclared",
+                el,
+                f"mandatory language {code!r} is not among the used languages",
+            )
+    for el in doc.dcc["countryCodeISO3166_1"]:
+        if _text(el) not in ISO_3166_1:
+            yield doc.finding("country-code-invalid", el, f"{_text(el)!r} is not an ISO 3166-1 alpha-2 code")
+
+    tagged_parents: dict[etree._Element, list[tuple[etree._Element, str]]] = {}
+    for el in doc.dcc["content"]:
+        lang = el.get("lang")
+        if lang is None:
+            # dcc.sch's test, literally: the grandparent has no dcc:name, dcc:further or dcc:referral child.
+            grandparent = el.getparent()
+            grandparent = grandparent.getparent() if grandparent is not None else None
+            if grandparent is not None and not any(
+                doc.child(grandparent, name) is not None for name in ("name", "further", "referral")
+            ):
+                yield doc.finding(
+                    "content-lang-attribute-missing", el, "dcc:content without a lang attribute"
+                )
+            continue
+        if lang not in declared_set:
+            yield doc.finding(
+                "content-lang-undeclared",
+                el,
+                f"lang {lang!r} is not a declared language ({', '.join(declared) or 'none declared'})",
+            )
+        parent = el.getparent()
+        if parent is not None:
+            tagged_parents.setdefault(parent, []).append((el, lang))
+    mandatory = list(dict.fromkeys(_text(el) for el in doc.dcc["mandatoryLangCodeISO639_1"]))
+    optional = [code for code in dict.fromkeys(declared) if code not in mandatory]
+    for parent, contents in tagged_parents.items():
+        langs = [lang for _, lang in contents]
+        given = ", ".join(langs)
+        if missing := [code for code in mandatory if code not in langs]:
+            yield doc.finding(
+                "content-lang-missing",
+                parent,
+                f"texts in [{given}] lack mandatory language(s) [{', '.join(missing)}]",
+            )
+        # Deviation: dcc.sch wants every used language (error); the XSD requires only the mandatory ones.
+        if missing := [code for code in optional if code not in langs]:
+            yield doc.finding(
+                "content-lang-incomplete",
+                parent,
+                f"texts in [{given}] lack used language(s) [{', '.join(missing)}]",
+            )
+        # Deviation: dcc.sch makes a repeated language an error, but richContentType interleaves several
+        # content paragraphs with files and formulas, and PTB's examples 2.1-3.0 use several per language.
+        seen_langs: set[str] = set()
+        for el, lang in contents:
+            if lang in seen_langs:
+                yield doc.finding("content-lang-duplicate", el, f"another dcc:content with lang {lang!r}")
+            seen_langs.add(lang)
+
+
+# --- methods, software, influence conditions (dcc.sch placement patterns) ---------------------------
+
+
+def _check_declarations(doc: _Doc) -> Iterator[Finding]:
+    """Result quantities without usedMethods / usedSoftware / influenceConditions anywhere above them."""
+    # Methods are required (dcc.sch, ISO/IEC 17025 7.8.2.1). Deviation: dcc.sch also makes missing influence
+    # conditions an error, but 17025 asks only for conditions that influence the result, and the DKD
+    # good-practice example gives them for one of three results, so: warning.
+    declared_globally = {}
+    for result in doc.dcc["measurementResult"]:
+        declared_globally[result] = {n: doc.child(result, n) is not None for n in _DECLARATIONS}
+    no_globals = dict.fromkeys(_DECLARATIONS, False)
+    for lst in doc.dcc["list"]:
+        if doc.ancestor(lst, "measurementResults") is None or doc.ancestor(lst, "metaData") is not None:
+            continue
+        mres = doc.ancestor(lst, "measurementResult")
+        globals_ = declared_globally.get(mres, no_globals) if mres is not None else no_globals
+        quantities = doc.children(lst, "quantity")
+        for name, rule in _DECLARATIONS.items():
+            if globals_[name] or doc.child(lst, name) is not None:
+                continue
+            if len(quantities) > sum(doc.child(q, name) is not None for q in quantities):
+                yield doc.finding(
+                    rule, lst, f"list has quantities without {name} (none declared for list or result)"
+                )
+    for quantity in doc.dcc["quantity"]:
+        parent = quantity.getparent()
+        grandparent = parent.getparent() if parent is not None else None
+        if grandparent is None or doc.local(parent) != "data" or doc.local(grandparent) != "result":
+            continue
+        mres = doc.ancestor(quantity, "measurementResult")
+        globals_ = declared_globally.get(mres, no_globals) if mres is not None else no_globals
+        for name, rule in _DECLARATIONS.items():
+            if not globals_[name] and doc.child(quantity, name) is None:
+                yield doc.finding(
+                    rule, quantity, f"result quantity without {name} (none declared for the result)"
+                )
+
+
+_DECLARATIONS = {
+    "usedMethods": "used-methods-missing",
+    "usedSoftware": "used-software-missing",
+    "influenceConditions": "influence-conditions-missing",
+}
+
+
+# --- core data ------------------------------------------------------------------------------------
+
+
+def _parse_date(text: str) -> date | None:
+    """Parse an xs:date (timezone ignored), None if it is not one."""
+    match = _XS_DATE.fullmatch(text)
+    if not match:
+        return None
+    try:
+        return date(int(match[1]), int(match[2]), int(match[3]))
+    except ValueError:
+        return None
+
+
+def _check_core_data(doc: _Doc) -> Iterator[Finding]:
+    """Schema version, unique identifier, release format and the order of the core dates."""
+    version = doc.root.get("schemaVersion")
+    if version != CURRENT_SCHEMA_VERSION:
+        declared = f"schemaVersion {version!r}" if version else "no schemaVersion attribute (DCC before 2.3)"
+        yield doc.finding(
+            "schema-version-outdated",
+            doc.root,
+            f"{declared}; the current release is {CURRENT_SCHEMA_VERSION}",
+        )
+    identifiers = doc.dcc["uniqueIdentifier"]
+    if not identifiers:
+        yield doc.finding("unique-identifier-empty", doc.root, "no dcc:uniqueIdentifier")
+    for el in identifiers:
+        if not _text(el):
+            yield doc.finding("unique-identifier-empty", el, "dcc:uniqueIdentifier is blank")
+    for el in doc.dcc["release"]:
+        # Deviation: dcc.sch makes this an error; releases like "0.7.1" in PTB's examples are fine data.
+        if not _RELEASE.fullmatch(el.text or ""):
+            yield doc.finding(
+                "software-release-format", el, f"release {el.text!r} is not like 'v1.2.3' or 'A 1.0'"
+            )
+
+    dates: dict[str, tuple[etree._Element, date]] = {}
+    for name in ("receiptDate", "beginPerformanceDate", "endPerformanceDate", "issueDate"):
+        for el in doc.dcc[name]:
+            if doc.local(el.getparent()) != "coreData":
+                continue
+            parsed = _parse_date(_text(el))
+            if parsed is None:
+                yield doc.finding("date-invalid", el, f"{name} {_text(el)!r} is not a date (YYYY-MM-DD)")
+            else:
+                dates[name] = (el, parsed)
+    order = [name for name in ("beginPerformanceDate", "endPerformanceDate", "issueDate") if name in dates]
+    for earlier, later in pairwise(order):
+        if dates[later][1] < dates[earlier][1]:
+            yield doc.finding(
+                "date-order",
+                dates[later][0],
+                f"{later} {dates[later][1]} is before {earlier} {dates[earlier][1]}",
+            )
+    if "receiptDate" in dates and "endPerformanceDate" in dates:
+        received, ended = dates["receiptDate"][1], dates["endPerformanceDate"][1]
+        if received > ended:
+            yield doc.finding(
+                "receipt-date-order",
+                dates["receiptDate"][0],
+                f"receiptDate {received} is after the calibration ended {ended}",
+            )
+
+
+# --- units ----------------------------------------------------------------------------------------
+
+
+def _unit_verdict(unit: str) -> str | None:
+    """Classify a unit string: None (D-SI), "spelling" (D-SI but for letter case) or "invalid"."""
+    if check_dsi_unit(unit) is None:
+        return None
+    return "spelling" if canonical_dsi_unit(unit) is not None else "invalid"
+
+
+def _hybrid_alternative(doc: _Doc, el: etree._Element) -> etree._Element | None:
+    """Return the child of an si:hybrid that contains `el` (one alternative representation), or None."""
+    child = el
+    for anc in el.iterancestors():
+        if doc.is_named(anc, "hybrid"):
+            return child
+        child = anc
+    return None
+
+
+def _unit_strings(doc: _Doc, el: etree._Element) -> list[str]:
+    """Return the unit strings of a unit element (list elements give one per distinct token)."""
+    if doc.local(el) in _UNIT_LISTS:
+        return list(dict.fromkeys(_tokens(el))) or [""]
+    return [el.text or ""]
+
+
+def _check_units(doc: _Doc) -> Iterator[Finding]:
+    """D-SI syntax of every unit (hybrid alternatives may be non-SI); non-SI declarations; redundant lists."""
+    unit_elements = [el for name in _UNIT_ELEMENTS | _UNIT_LISTS for el in doc.si[name]]
+    for el in unit_elements:
+        for unit in _unit_strings(doc, el):
+            verdict = _unit_verdict(unit)
+            if verdict == "spelling":
+                yield doc.finding(
+                    "dsi-unit-spelling", el, f"unit {unit!r} should be written {canonical_dsi_unit(unit)!r}"
+                )
+            elif verdict == "invalid":
+                # D-SI lets the other alternatives of a hybrid use any unit if one is machine-readable.
+                if _hybrid_alternative(doc, el) is not None:
+                    yield doc.finding(
+                        "dsi-unit-unmarked",
+                        el,
+                        f"non-D-SI unit {unit!r} in a hybrid: mark it as '|{unit.strip()}'",
+                    )
+                else:
+                    yield doc.finding("dsi-unit-invalid", el, f"unit {unit!r}: {check_dsi_unit(unit)}")
+        if doc.local(el) == "unitXMLList":
+            tokens = _tokens(el)
+            if len(tokens) > 1 and len(set(tokens)) == 1:
+                yield doc.finding(
+                    "unit-list-redundant", el, f"all {len(tokens)} units are {tokens[0]!r}; one is enough"
+                )
+    for hybrid in doc.si["hybrid"]:
+        machine_readable = False
+        for alternative in hybrid:
+            if not isinstance(alternative.tag, str):
+                continue
+            units = [
+                unit
+                for el in alternative.iter(*(f"{{*}}{name}" for name in _UNIT_ELEMENTS | _UNIT_LISTS))
+                for unit in _unit_strings(doc, el)
+            ]
+            # '|'-marked units are explicitly not D-SI, so they do not make an alternative machine-readable
+            if units and all(_unit_verdict(u) != "invalid" and not u.strip().startswith("|") for u in units):
+                machine_readable = True
+                break
+        if not machine_readable:
+            yield doc.finding(
+                "hybrid-without-dsi-unit", hybrid, "no alternative of this hybrid uses D-SI units"
+            )
+
+    declared_non_si = {_text(el) for el in doc.dcc["nonSIUnit"]}
+    for el in doc.si["unit"]:
+        unit = _text(el)
+        if not unit.startswith("|") or unit in declared_non_si:
+            continue
+        parent = el.getparent()
+        holder = parent.getparent() if parent is not None else None
+        if holder is not None and doc.local(parent) == "real" and doc.local(holder) == "hybrid":
+            yield doc.finding(
+                "non-si-unit-undeclared", el, f"non-SI unit {unit!r} has no dcc:nonSIUnit statement"
+            )
+    for el in doc.dcc["nonSIUnit"]:
+        if sum(doc.local(s) == "nonSIDefinition" for s in el.itersiblings(preceding=True)) != 1:
+            yield doc.finding(
+                "non-si-definition-unpaired", el, f"nonSIUnit {_text(el)!r} lacks one nonSIDefinition"
+            )
+    for el in doc.dcc["nonSIDefinition"]:
+        if sum(doc.local(s) == "nonSIUnit" for s in el.itersiblings()) != 1:
+            yield doc.finding(
+                "non-si-definition-unpaired", el, "nonSIDefinition is not followed by one nonSIUnit"
+            )
+
+
+# --- uncertainty ----------------------------------------------------------------------------------
+
+
+def _check_uncertainty(doc: _Doc) -> Iterator[Finding]:
+    """Non-negative uncertainties; coverage factor and probability present and in range."""
+    for name in _UNCERTAINTY_VALUES:
+        for el in doc.si[name]:
+            negative = [t for t in _tokens(el) if (v := _number(t)) is not None and v < 0]
+            if negative:
+                yield doc.finding(
+                    "uncertainty-negative", el, f"negative uncertainty {', '.join(negative[:5])}"
+                )
+    for relative in doc.dcc["relativeUncertainty"]:
+        for el in relative.iter("{*}value", "{*}valueXMLList"):
+            negative = [t for t in _tokens(el) if (v := _number(t)) is not None and v < 0]
+            if negative:
+                yield doc.finding(
+                    "uncertainty-negative", el, f"negative relative uncertainty {', '.join(negative[:5])}"
+                )
+    for name, (needs_factor, needs_probability) in _COVERAGE_CONTAINERS.items():
+        suffix = "XMLList" if name.endswith("XMLList") else ""
+        for el in doc.si[name]:
+            missing = [
+                part + suffix
+                for part, needed in (
+                    ("coverageFactor", needs_factor),
+                    ("coverageProbability", needs_probability),
+                )
+                if needed and doc.child(el, part + suffix) is None
+            ]
+            if missing:
+                yield doc.finding("coverage-missing", el, f"{name} without {' and '.join(missing)}")
+    for name in ("coverageFactor", "coverageFactorXMLList"):
+        for el in doc.si[name]:
+            bad = [t for t in _tokens(el) if (v := _number(t)) is not None and not v >= 1]
+            if bad:
+                yield doc.finding(
+                    "coverage-factor-range", el, f"coverage factor {', '.join(bad[:5])} is below 1"
+                )
+    for name in ("coverageProbability", "coverageProbabilityXMLList"):
+        for el in doc.si[name]:
+            bad = [t for t in _tokens(el) if (v := _number(t)) is not None and not 0 < v <= 1]
+            if bad:
+                yield doc.finding(
+                    "coverage-probability-range",
+                    el,
+                    f"coverage probability {', '.join(bad[:5])} is not in (0, 1]",
+                )
+    yield from _check_relative_uncertainty(doc)
+
+
+_ABSOLUTE_UNCERTAINTY = (
+    "measurementUncertaintyUnivariate",
+    "expandedUnc",
+    "coverageInterval",
+    "measurementUncertaintyUnivariateXMLList",
+    "expandedUncXMLList",
+    "coverageIntervalXMLList",
+)
+_RELATIVE_SCALE = {"\\one": 1.0, "\\percent": 1e-2, "\\ppm": 1e-6}
+
+
+def _half_last_digit(token: str) -> float:
+    """Half a unit in the last written digit of a decimal token (its rounding interval)."""
+    mantissa, _, exponent = token.lower().partition("e")
+    decimals = len(mantissa.partition(".")[2])
+    return 0.5 * 10.0 ** (int(exponent or 0) - decimals)
+
+
+def _check_relative_uncertainty(doc: _Doc) -> Iterator[Finding]:
+    """dcc.sch's relative uncertainty rules, for any D-SI uncertainty form and with rounding tolerance."""
+    for relative in doc.dcc["relativeUncertainty"]:
+        quantity = relative.getparent()
+        if quantity is None:
+            continue
+        value_holder = doc.child(quantity, "real")
+        if value_holder is None:
+            value_holder = doc.child(quantity, "realListXMLList")
+        if value_holder is None:
+            continue
+        absolute = next(
+            (u for n in _ABSOLUTE_UNCERTAINTY if (u := doc.child(value_holder, n)) is not None), None
+        )
+        if absolute is None:
+            yield doc.finding(
+                "relative-uncertainty-without-absolute",
+                relative,
+                "relative uncertainty given without an absolute one",
+            )
+            continue
+        single = doc.child(relative, "relativeUncertaintySingle")
+        if single is None or doc.local(value_holder) != "real":
+            continue
+        rel_token = _text(doc.child(single, "value"))
+        scale = _RELATIVE_SCALE.get(_text(doc.child(single, "unit")))
+        value = _number(_text(doc.child(value_holder, "value")))
+        unc_el = next(
+            (
+                u
+                for n in ("valueExpandedMU", "uncertainty", "valueStandardMU", "standardUnc")
+                for u in absolute.iter(f"{{*}}{n}")
+            ),
+            None,
+        )
+        rel, unc = _number(rel_token), _number(_text(unc_el))
+        # not comparable (other unit, non-numeric, zero value): the other rules report what is wrong
+        if rel is None or unc is None or value is None or scale is None:
+            continue
+        if value == 0 or not all(math.isfinite(x) for x in (rel, unc, value)):
+            continue
+        expected = unc / abs(value) / scale
+        # The given value is rounded; accept anything inside its rounding interval, widened by 1 %.
+        if abs(rel - expected) > _half_last_digit(rel_token) + 0.01 * abs(expected):
+            yield doc.finding(
+                "relative-uncertainty-mismatch",
+                single,
+                f"relative uncertainty {rel_token} differs from U / abs(value) = {expected:.4g}",
+            )
+
+
+# --- XML lists ------------------------------------------------------------------------------------
+
+
+def _leaf_lists(doc: _Doc, el: etree._Element) -> Iterator[etree._Element]:
+    """Yield the per-value leaf lists below an XMLList quantity, skipping multivariate parts."""
+    for child in el:
+        if not isinstance(child.tag, str):
+            continue
+        local = doc.local(child)
+        if local in _MULTIVARIATE:
+            continue
+        if len(child):
+            yield from _leaf_lists(doc, child)
+        elif local.endswith("XMLList"):
+            yield child
+
+
+_VALUE_LISTS = ("valueXMLList", "valueRealXMLList", "valueMagnitudeXMLList")
+
+
+def _value_count(doc: _Doc, el: etree._Element) -> int | None:
+    """Number of values of an XMLList quantity (None when it has no value list)."""
+    for name in _VALUE_LISTS:
+        values = doc.child(el, name)
+        if values is not None:
+            return len(_tokens(values))
+    return None
+
+
+def _check_lists(doc: _Doc) -> Iterator[Finding]:
+    """Equal lengths inside XMLList quantities and across the representations of a hybrid; tidy spacing."""
+    holders = doc.si["realListXMLList"] + doc.si["complexListXMLList"]
+    for relative in doc.dcc["relativeUncertainty"]:
+        holders += [
+            c for c in relative if isinstance(c.tag, str) and doc.local(c) == "relativeUncertaintyXmlList"
+        ]
+    for holder in holders:
+        n = _value_count(doc, holder)
+        if n is None:
+            continue
+        if n == 0:
+            yield doc.finding("xmllist-length", holder, "the value list is empty")
+            continue
+        for leaf in _leaf_lists(doc, holder):
+            local = doc.local(leaf)
+            count = len(_tokens(leaf))
+            if local not in _VALUE_LISTS and count not in (1, n):
+                yield doc.finding(
+                    "xmllist-length", leaf, f"{local} has {count} entries for {n} values (1 or {n})"
+                )
+        if doc.local(holder) == "relativeUncertaintyXmlList":
+            quantity_list = doc.child(holder.getparent().getparent(), "realListXMLList")
+            values = _value_count(doc, quantity_list) if quantity_list is not None else None
+            if values is not None and n not in (1, values):
+                yield doc.finding(
+                    "xmllist-length",
+                    holder,
+                    f"{n} relative uncertainties for {values} values (1 or {values})",
+                )
+        for name in ("valueImagXMLList", "valuePhaseXMLList"):
+            other = doc.child(holder, name)
+            if other is not None and len(_tokens(other)) != n:
+                yield doc.finding(
+                    "xmllist-length", other, f"{name} has {len(_tokens(other))} entries for {n} values"
+                )
+
+    for hybrid in doc.si["hybrid"]:
+        lengths: dict[int, str] = {}
+        for child in hybrid:
+            if not isinstance(child.tag, str):
+                continue
+            local = doc.local(child)
+            if local in ("real", "complex", "constant"):
+                length: int | None = 1
+            elif local in ("realListXMLList", "complexListXMLList"):
+                length = _value_count(doc, child)
+            elif local in ("realList", "complexList"):
+                length = len(doc.children(child, local.removesuffix("List")))
+            else:
+                length = None  # nested si:list: no single length
+            if length is not None:
+                lengths.setdefault(length, local)
+        if len(lengths) > 1:
+            described = ", ".join(f"{n} ({local})" for n, local in lengths.items())
+            yield doc.finding(
+                "hybrid-length-mismatch", hybrid, f"representations have different lengths: {described}"
+            )
+
+    # Deviation: dcc.sch makes spacing an error, but XSD list types collapse whitespace: the data is intact.
+    for name in _SPACED_LISTS:
+        for el in doc.si[name]:
+            if not _TIDY_LIST.fullmatch(el.text or ""):
+                yield doc.finding("list-whitespace", el, f"{name} {el.text!r} has irregular spacing")
+    for attribute, pairs in (("refId", doc.ref_ids), ("refType", doc.ref_types)):
+        for el, value in pairs:
+            if not _TIDY_LIST.fullmatch(value):
+                yield doc.finding("list-whitespace", el, f"@{attribute} {value!r} has irregular spacing")
+
+
+_CHECKS = (
+    _check_ids,
+    _check_languages,
+    _check_declarations,
+    _check_core_data,
+    _check_units,
+    _check_uncertainty,
+    _check_lists,
+)
+
+
+def check_rules(root: etree._Element) -> list[Finding]:
+    """Run every semantic rule on a parsed DCC and return the findings in document order."""
+    doc = _Doc(root)
+    findings = [finding for check in _CHECKS for finding in check(doc)]
+    findings.sort(key=lambda f: (f.line or 0, f.rule))
+    return findings
