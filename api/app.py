@@ -1,0 +1,50 @@
+"""The FastAPI app factory: settings in, a fully wired hub out (database migrated, admin bootstrapped)."""
+
+from fastapi import FastAPI
+
+from api.errors import install_problem_handlers
+from api.logging import configure_logging
+from api.metrics import HubMetrics, install_metrics
+from api.routers import certificates, health, organizations, pages, validate
+from organizations.service import ensure_bootstrap_admin
+from storage.database import make_engine, session_scope
+from storage.events import EventHooks
+from storage.migrate import upgrade_database
+from storage.settings import Settings
+
+API_DESCRIPTION = """
+qihub registers digital calibration certificates (PTB DCC XML, D-SI quantities): it validates them against
+the XSD of their declared release (2.1.0–3.3.0) and semantic rules, stores the exact bytes, and tracks each
+certificate's status (draft, issued, revoked, superseded) with an append-only audit trail.
+
+Authenticate with `Authorization: Bearer <api key>`. Every error is an RFC 9457 `application/problem+json`.
+"""
+
+
+def create_app(settings: Settings | None = None, *, migrate: bool = True) -> FastAPI:
+    """Build a hub from its settings; tests build isolated ones with their own data dir and database."""
+    settings = settings or Settings()
+    configure_logging(settings.log_level)
+    engine = make_engine(settings)
+    if migrate:
+        upgrade_database(engine)
+    if settings.bootstrap_admin_key:
+        with session_scope(engine) as session:
+            ensure_bootstrap_admin(session, key=settings.bootstrap_admin_key)
+
+    app = FastAPI(
+        title="qihub",
+        version="0.1.0",
+        summary="Quality-infrastructure interoperability hub",
+        description=API_DESCRIPTION,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.metrics = HubMetrics()
+    # Domains that follow the registry (transparency log, knowledge graph) register listeners here.
+    app.state.hooks = EventHooks()
+    install_problem_handlers(app)
+    install_metrics(app, app.state.metrics)
+    for module in (health, validate, certificates, organizations, pages):
+        app.include_router(module.router)
+    return app

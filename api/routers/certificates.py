@@ -1,0 +1,313 @@
+"""The certificate registry: submit (XML or JSON), list, read with content negotiation, status changes."""
+
+import hashlib
+import json
+from datetime import date
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Path, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, JSONResponse
+
+from api.body import media_type_of, negotiate, read_body_limited
+from api.deps import ReaderDep, SessionDep, WriterDep
+from api.errors import ProblemError, problem_responses
+from certificates import service
+from certificates.dcc_json import SubmissionInvalid, build_dcc_xml, dcc_to_json
+from certificates.models import (
+    CertificateCreated,
+    CertificateEventRead,
+    CertificateFilter,
+    CertificatePage,
+    CertificateRead,
+    CertificateStatus,
+    CertificateWithContent,
+    IssueRequest,
+    RevokeRequest,
+    SupersedeRequest,
+)
+from certificates.render import render_certificate_html
+from certificates.service import Actor
+from certificates.xml import parse_xml
+from storage.database import session_scope
+from storage.errors import InvalidInputError
+from storage.service import find_idempotent_response, save_idempotent_response
+
+router = APIRouter(prefix="/api/v1/certificates", tags=["certificates"])
+
+CertificateId = Annotated[str, Path(min_length=1, max_length=36, description="Certificate id")]
+SUBMISSION_SCHEMA_REF = "https://qihub.example/schemas/json/dcc-submission.schema.json"
+SUBMISSION_BODY = {
+    "required": True,
+    "content": {
+        "application/xml": {"schema": {"type": "string", "description": "A DCC XML document (2.1.0–3.3.0)"}},
+        "application/json": {
+            "schema": {"type": "object", "description": f"A DCC submission as JSON ({SUBMISSION_SCHEMA_REF})"}
+        },
+    },
+}
+READ_OFFERS = ["application/json", "application/xml", "text/html"]
+AUTH_PROBLEMS = (401, 403, 404)
+
+
+class JsonSubmissionInvalidError(InvalidInputError):
+    """A JSON submission that breaks the published JSON Schema."""
+
+    code = "invalid-submission"
+    title = "The JSON submission does not match its schema"
+
+
+def _parse_json_submission(body: bytes) -> dict[str, Any]:
+    try:
+        submission = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ProblemError(400, "malformed-json", f"The body is not JSON: {error}") from error
+    if not isinstance(submission, dict):
+        raise ProblemError(422, "invalid-submission", "A submission is a JSON object.")
+    return submission
+
+
+def _build_from_json(body: bytes) -> bytes:
+    try:
+        return build_dcc_xml(_parse_json_submission(body))
+    except SubmissionInvalid as invalid:
+        raise JsonSubmissionInvalidError(
+            f"{len(invalid.findings)} problem(s) in the submission; nothing was stored.",
+            extra={"findings": [finding.model_dump(mode="json") for finding in invalid.findings]},
+        ) from invalid
+
+
+def _submit(
+    request: Request,
+    *,
+    actor: Actor,
+    body: bytes,
+    media_type: str,
+    issue: bool,
+    public: bool,
+    idempotency_key: str | None,
+) -> tuple[int, dict[str, Any]]:
+    settings = request.app.state.settings
+    request_hash = hashlib.sha256(
+        b"\0".join([media_type.encode(), str(issue).encode(), str(public).encode(), body])
+    ).hexdigest()
+    with session_scope(request.app.state.engine, hooks=request.app.state.hooks) as session:
+        if idempotency_key:
+            replay = find_idempotent_response(
+                session,
+                organization_id=actor.organization.id,
+                key=idempotency_key,
+                request_sha256=request_hash,
+            )
+            if replay is not None:
+                return replay.status_code, replay.response_body
+        source = "json" if media_type == "application/json" else "xml"
+        content = _build_from_json(body) if source == "json" else body
+        root = parse_xml(content, max_bytes=settings.max_document_bytes)
+        try:
+            certificate, report = service.submit_certificate(
+                session, actor=actor, content=content, root=root, issue=issue, public=public, source=source
+            )
+        except service.DocumentRejectedError:
+            request.app.state.metrics.documents_rejected.inc()
+            raise
+        created = CertificateCreated.model_validate(
+            {**CertificateRead.model_validate(certificate).model_dump(), "findings": report.findings}
+        )
+        response_body = created.model_dump(mode="json", by_alias=True)
+        if idempotency_key:
+            save_idempotent_response(
+                session,
+                organization_id=actor.organization.id,
+                key=idempotency_key,
+                request_sha256=request_hash,
+                status_code=201,
+                response_body=response_body,
+            )
+    request.app.state.metrics.certificates_submitted.labels(source).inc()
+    return 201, response_body
+
+
+@router.post(
+    "",
+    status_code=201,
+    summary="Submit a certificate (DCC XML as submitted, or JSON built into DCC 3.3.0)",
+    response_model=CertificateCreated,
+    responses=problem_responses(400, 401, 403, 409, 413, 415, 422),
+    openapi_extra={"requestBody": SUBMISSION_BODY},
+)
+async def submit_certificate(
+    request: Request,
+    actor: WriterDep,
+    issue: Annotated[bool, Query(description="Issue at once instead of storing a draft")] = False,
+    public: Annotated[bool, Query(description="Let every organization read the content")] = False,
+    idempotency_key: Annotated[
+        str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)
+    ] = None,
+) -> JSONResponse:
+    """Validate and register a document; an invalid one is refused with its findings."""
+    media_type = media_type_of(request)
+    if media_type not in {"application/xml", "text/xml", "application/json"}:
+        raise ProblemError(415, "unsupported-media-type", "Send application/xml or application/json.")
+    body = await read_body_limited(request, max_bytes=request.app.state.settings.max_document_bytes)
+    status, response_body = await run_in_threadpool(
+        _submit,
+        request,
+        actor=actor,
+        body=body,
+        media_type=media_type,
+        issue=issue,
+        public=public,
+        idempotency_key=idempotency_key,
+    )
+    headers = {"Location": f"/api/v1/certificates/{response_body['id']}"}
+    return JSONResponse(response_body, status_code=status, headers=headers)
+
+
+@router.get(
+    "",
+    summary="List certificates the caller may see, newest first",
+    response_model=CertificatePage,
+    responses=problem_responses(401, 403, 422),
+)
+def list_certificates(
+    session: SessionDep,
+    actor: ReaderDep,
+    lab: Annotated[str | None, Query(max_length=36, description="Issuing organization id")] = None,
+    manufacturer: Annotated[str | None, Query(max_length=500)] = None,
+    model: Annotated[str | None, Query(max_length=500)] = None,
+    serial: Annotated[str | None, Query(max_length=500)] = None,
+    status: CertificateStatus | None = None,
+    identifier: Annotated[
+        str | None, Query(max_length=500, description="The document's unique identifier")
+    ] = None,
+    calibrated_from: Annotated[date | None, Query(alias="calibratedFrom")] = None,
+    calibrated_to: Annotated[date | None, Query(alias="calibratedTo")] = None,
+    issued_from: Annotated[date | None, Query(alias="issuedFrom")] = None,
+    issued_to: Annotated[date | None, Query(alias="issuedTo")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> CertificatePage:
+    """Filter by lab, item, status and dates; follow `nextCursor` for more."""
+    filters = CertificateFilter(
+        organization_id=lab,
+        manufacturer=manufacturer,
+        model=model,
+        serial=serial,
+        status=status,
+        unique_identifier=identifier,
+        calibrated_from=calibrated_from,
+        calibrated_to=calibrated_to,
+        issued_from=issued_from,
+        issued_to=issued_to,
+    )
+    return service.list_certificates(session, actor=actor, filters=filters, limit=limit, cursor=cursor)
+
+
+@router.get(
+    "/{certificate_id}",
+    summary="Read a certificate: JSON (entry + content), the exact XML, or HTML",
+    response_model=None,
+    responses={
+        200: {
+            "description": "The certificate in the negotiated form",
+            "content": {
+                "application/json": {"schema": CertificateWithContent.model_json_schema(by_alias=True)},
+                "application/xml": {"schema": {"type": "string"}},
+                "text/html": {"schema": {"type": "string"}},
+            },
+        },
+        **problem_responses(401, 403, 404, 406, 422),
+    },
+)
+def read_certificate(
+    certificate_id: CertificateId,
+    session: SessionDep,
+    actor: ReaderDep,
+    accept: Annotated[str | None, Header()] = None,
+) -> Response:
+    """`application/xml` returns the stored bytes exactly; `text/html` a readable page."""
+    chosen = negotiate(accept, READ_OFFERS)
+    if chosen is None:
+        raise ProblemError(406, "not-acceptable", f"Available: {', '.join(READ_OFFERS)}.")
+    certificate = service.get_certificate_or_raise(session, actor=actor, certificate_id=certificate_id)
+    content = service.get_certificate_content(session, certificate=certificate)
+    if chosen == "application/xml":
+        return Response(content, media_type="application/xml", headers={"ETag": f'"{certificate.sha256}"'})
+    root = parse_xml(content)
+    if chosen == "text/html":
+        details = {"Registry status": certificate.status, "SHA-256": certificate.sha256}
+        if certificate.superseded_by_id:
+            details["Superseded by"] = certificate.superseded_by_id
+        html = render_certificate_html(root, status=certificate.status, details=details)
+        return HTMLResponse(html)
+    body = CertificateWithContent.model_validate(
+        {**CertificateRead.model_validate(certificate).model_dump(), "content": dcc_to_json(root)}
+    )
+    return JSONResponse(body.model_dump(mode="json", by_alias=True))
+
+
+@router.get(
+    "/{certificate_id}/history",
+    summary="The audit trail of a certificate",
+    response_model=list[CertificateEventRead],
+    responses=problem_responses(*AUTH_PROBLEMS, 422),
+)
+def certificate_history(
+    certificate_id: CertificateId, session: SessionDep, actor: ReaderDep
+) -> list[CertificateEventRead]:
+    """Every event, oldest first: who, when, what and why."""
+    events = service.certificate_history(session, actor=actor, certificate_id=certificate_id)
+    return [CertificateEventRead.model_validate(event) for event in events]
+
+
+@router.post(
+    "/{certificate_id}/issue",
+    summary="Issue a draft",
+    response_model=CertificateRead,
+    responses=problem_responses(400, *AUTH_PROBLEMS, 409, 422),
+)
+def issue_certificate(
+    certificate_id: CertificateId, session: SessionDep, actor: WriterDep, body: IssueRequest | None = None
+) -> CertificateRead:
+    """draft → issued."""
+    certificate = service.issue_certificate(
+        session, actor=actor, certificate_id=certificate_id, reason=body.reason if body else None
+    )
+    return CertificateRead.model_validate(certificate)
+
+
+@router.post(
+    "/{certificate_id}/revoke",
+    summary="Revoke an issued certificate",
+    response_model=CertificateRead,
+    responses=problem_responses(400, *AUTH_PROBLEMS, 409, 422),
+)
+def revoke_certificate(
+    certificate_id: CertificateId, body: RevokeRequest, session: SessionDep, actor: WriterDep
+) -> CertificateRead:
+    """issued → revoked, with a reason."""
+    certificate = service.revoke_certificate(
+        session, actor=actor, certificate_id=certificate_id, reason=body.reason
+    )
+    return CertificateRead.model_validate(certificate)
+
+
+@router.post(
+    "/{certificate_id}/supersede",
+    summary="Replace an issued certificate by an amendment",
+    response_model=CertificateRead,
+    responses=problem_responses(400, *AUTH_PROBLEMS, 409, 422),
+)
+def supersede_certificate(
+    certificate_id: CertificateId, body: SupersedeRequest, session: SessionDep, actor: WriterDep
+) -> CertificateRead:
+    """issued → superseded; the replacement (a registered certificate of the same lab) names it."""
+    certificate = service.supersede_certificate(
+        session,
+        actor=actor,
+        certificate_id=certificate_id,
+        replacement_id=body.replacement_id,
+        reason=body.reason,
+    )
+    return CertificateRead.model_validate(certificate)

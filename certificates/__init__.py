@@ -1,0 +1,1 @@
+"""Calibration certificates (DCC XML) and test reports: parse, validate (XSD + rules), build from JSON, render."""

@@ -1,0 +1,309 @@
+"""The certificate registry: submit, find, issue, revoke, supersede, and the audit trail of each."""
+
+import base64
+import uuid
+from dataclasses import dataclass
+
+from lxml import etree
+from sqlmodel import Session, col, select
+
+from certificates.findings import Severity
+from certificates.models import (
+    Certificate,
+    CertificateFilter,
+    CertificateKind,
+    CertificatePage,
+    CertificateRead,
+    CertificateStatus,
+    ValidationReport,
+)
+from certificates.summary import summarize_certificate
+from certificates.validation import validate_root
+from organizations.models import ApiKey, Organization, OrganizationKind
+from storage.errors import (
+    ConflictError,
+    InvalidInputError,
+    InvalidTransitionError,
+    NotFoundError,
+    PermissionDeniedError,
+)
+from storage.models import AuditEvent, StoredDocument, utc_now
+from storage.service import list_events, record_event, sha256_hex, store_document
+
+SUBJECT = "certificate"
+MAX_PAGE_SIZE = 200
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who is acting: the organization and the key it used (None for the CLI's own actions)."""
+
+    organization: Organization
+    key: ApiKey | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        """Admins see and manage every organization's certificates."""
+        return self.organization.kind == OrganizationKind.admin
+
+    @property
+    def key_id(self) -> str | None:
+        """The id of the key used, for the audit trail."""
+        return self.key.id if self.key else None
+
+
+class DocumentRejectedError(InvalidInputError):
+    """A submitted document failed validation; its findings say why."""
+
+    code = "invalid-document"
+    title = "The document is not a valid certificate"
+
+    def __init__(self, report: ValidationReport) -> None:
+        errors = [finding for finding in report.findings if finding.severity == Severity.error]
+        super().__init__(
+            f"{len(errors)} error(s) found; nothing was stored.",
+            extra={
+                "schemaVersion": report.schema_version,
+                "schemaValid": report.schema_valid,
+                "findings": [finding.model_dump(mode="json") for finding in report.findings],
+            },
+        )
+        self.report = report
+
+
+def _record(session: Session, actor: Actor, certificate: Certificate, action: str, **fields: object) -> None:
+    record_event(
+        session,
+        subject_kind=SUBJECT,
+        subject_id=certificate.id,
+        action=action,
+        actor_organization_id=actor.organization.id,
+        actor_key_id=actor.key_id,
+        reason=fields.pop("reason", None),  # type: ignore[arg-type]
+        details=dict(fields),
+    )
+
+
+def submit_certificate(
+    session: Session,
+    *,
+    actor: Actor,
+    content: bytes,
+    root: etree._Element,
+    content_type: str = "application/xml",
+    issue: bool = False,
+    public: bool = False,
+    source: str = "xml",
+) -> tuple[Certificate, ValidationReport]:
+    """Validate and register a parsed document; an invalid one is refused and nothing is stored."""
+    report = validate_root(root)
+    if not report.valid:
+        raise DocumentRejectedError(report)
+    digest = sha256_hex(content)
+    existing = session.exec(
+        select(Certificate).where(
+            Certificate.organization_id == actor.organization.id, Certificate.sha256 == digest
+        )
+    ).first()
+    if existing is not None:
+        raise ConflictError(
+            f"This document is already registered as certificate {existing.id}.",
+            extra={"certificateId": existing.id},
+        )
+    summary = summarize_certificate(root)
+    store_document(session, content=content, content_type=content_type)
+    certificate = Certificate(
+        organization_id=actor.organization.id,
+        kind=CertificateKind.calibration_certificate,
+        schema_version=report.schema_version,
+        unique_identifier=summary.unique_identifier,
+        item_name=summary.item_name,
+        item_manufacturer=summary.item_manufacturer,
+        item_model=summary.item_model,
+        item_serial=summary.item_serial,
+        performance_begin=summary.performance_begin,
+        performance_end=summary.performance_end,
+        issue_date=summary.issue_date,
+        status=CertificateStatus.issued if issue else CertificateStatus.draft,
+        public=public,
+        sha256=digest,
+        content_type=content_type,
+        size=len(content),
+    )
+    session.add(certificate)
+    session.flush()
+    _record(session, actor, certificate, "submitted", sha256=digest, source=source, status=certificate.status)
+    return certificate, report
+
+
+def get_certificate_or_raise(session: Session, *, actor: Actor, certificate_id: str) -> Certificate:
+    """A certificate the actor may see (its own, a public one, or any for admins), else NotFoundError."""
+    certificate = session.get(Certificate, certificate_id)
+    if certificate is None or not (
+        actor.is_admin or certificate.public or certificate.organization_id == actor.organization.id
+    ):
+        # Same answer for "absent" and "not yours": other labs' certificates stay undiscoverable.
+        raise NotFoundError(f"No certificate {certificate_id}.")
+    return certificate
+
+
+def _get_own_certificate_or_raise(session: Session, *, actor: Actor, certificate_id: str) -> Certificate:
+    certificate = get_certificate_or_raise(session, actor=actor, certificate_id=certificate_id)
+    if not actor.is_admin and certificate.organization_id != actor.organization.id:
+        raise PermissionDeniedError("Only the issuing organization may change this certificate.")
+    return certificate
+
+
+def get_certificate_content(session: Session, *, certificate: Certificate) -> bytes:
+    """The exact bytes that were submitted."""
+    document = session.get(StoredDocument, certificate.sha256)
+    if document is None:  # cannot happen with the foreign key; guard against manual database edits
+        raise NotFoundError(f"The document of certificate {certificate.id} is missing.")
+    return document.content
+
+
+def _encode_cursor(certificate_id: str) -> str:
+    return base64.urlsafe_b64encode(certificate_id.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> str:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        decoded = base64.b64decode(padded.encode(), altchars=b"-_", validate=True).decode()
+        return str(uuid.UUID(decoded))
+    except (ValueError, UnicodeDecodeError) as error:
+        raise InvalidInputError("The cursor is not one this API gave out.") from error
+
+
+def list_certificates(
+    session: Session, *, actor: Actor, filters: CertificateFilter, limit: int = 50, cursor: str | None = None
+) -> CertificatePage:
+    """A page of the certificates the actor may see, newest first."""
+    limit = max(1, min(limit, MAX_PAGE_SIZE))
+    statement = select(Certificate)
+    if not actor.is_admin:
+        statement = statement.where(
+            (Certificate.organization_id == actor.organization.id) | (col(Certificate.public).is_(True))
+        )
+    conditions = {
+        "organization_id": Certificate.organization_id,
+        "manufacturer": Certificate.item_manufacturer,
+        "model": Certificate.item_model,
+        "serial": Certificate.item_serial,
+        "status": Certificate.status,
+        "unique_identifier": Certificate.unique_identifier,
+    }
+    for name, column in conditions.items():
+        value = getattr(filters, name)
+        if value is not None:
+            statement = statement.where(column == str(value))
+    if filters.calibrated_from:
+        statement = statement.where(col(Certificate.performance_end) >= filters.calibrated_from)
+    if filters.calibrated_to:
+        statement = statement.where(col(Certificate.performance_end) <= filters.calibrated_to)
+    if filters.issued_from:
+        statement = statement.where(col(Certificate.issue_date) >= filters.issued_from)
+    if filters.issued_to:
+        statement = statement.where(col(Certificate.issue_date) <= filters.issued_to)
+    if cursor:
+        statement = statement.where(col(Certificate.id) < _decode_cursor(cursor))
+    rows = list(session.exec(statement.order_by(col(Certificate.id).desc()).limit(limit + 1)))
+    next_cursor = _encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
+    return CertificatePage(
+        items=[CertificateRead.model_validate(row) for row in rows[:limit]], next_cursor=next_cursor
+    )
+
+
+def _transition(
+    session: Session,
+    *,
+    actor: Actor,
+    certificate: Certificate,
+    allowed_from: set[CertificateStatus],
+    to: CertificateStatus,
+    action: str,
+    reason: str | None,
+    **details: object,
+) -> Certificate:
+    if certificate.status not in allowed_from:
+        raise InvalidTransitionError(
+            f"The certificate is {certificate.status}; it cannot become {to}.",
+            extra={"currentStatus": certificate.status},
+        )
+    previous = certificate.status
+    certificate.status = to
+    certificate.status_reason = reason
+    certificate.updated_at = utc_now()
+    session.add(certificate)
+    _record(session, actor, certificate, action, reason=reason, previous=previous, **details)
+    return certificate
+
+
+def issue_certificate(
+    session: Session, *, actor: Actor, certificate_id: str, reason: str | None = None
+) -> Certificate:
+    """Issue a draft."""
+    certificate = _get_own_certificate_or_raise(session, actor=actor, certificate_id=certificate_id)
+    return _transition(
+        session,
+        actor=actor,
+        certificate=certificate,
+        allowed_from={CertificateStatus.draft},
+        to=CertificateStatus.issued,
+        action="issued",
+        reason=reason,
+    )
+
+
+def revoke_certificate(session: Session, *, actor: Actor, certificate_id: str, reason: str) -> Certificate:
+    """Revoke an issued certificate, with a reason."""
+    certificate = _get_own_certificate_or_raise(session, actor=actor, certificate_id=certificate_id)
+    return _transition(
+        session,
+        actor=actor,
+        certificate=certificate,
+        allowed_from={CertificateStatus.issued},
+        to=CertificateStatus.revoked,
+        action="revoked",
+        reason=reason,
+    )
+
+
+def supersede_certificate(
+    session: Session, *, actor: Actor, certificate_id: str, replacement_id: str, reason: str
+) -> Certificate:
+    """Replace an issued certificate by an amendment of the same lab (issued if still a draft)."""
+    if replacement_id == certificate_id:
+        raise InvalidInputError("A certificate cannot supersede itself.")
+    certificate = _get_own_certificate_or_raise(session, actor=actor, certificate_id=certificate_id)
+    replacement = _get_own_certificate_or_raise(session, actor=actor, certificate_id=replacement_id)
+    if replacement.organization_id != certificate.organization_id:
+        raise PermissionDeniedError("An amendment must come from the lab that issued the original.")
+    if replacement.status not in {CertificateStatus.draft, CertificateStatus.issued}:
+        raise InvalidTransitionError(f"The replacement is {replacement.status}; it cannot amend anything.")
+    if replacement.supersedes_id is not None:
+        raise ConflictError(f"Certificate {replacement.id} already amends {replacement.supersedes_id}.")
+    _transition(
+        session,
+        actor=actor,
+        certificate=certificate,
+        allowed_from={CertificateStatus.issued},
+        to=CertificateStatus.superseded,
+        action="superseded",
+        reason=reason,
+        supersededBy=replacement.id,
+    )
+    certificate.superseded_by_id = replacement.id
+    replacement.supersedes_id = certificate.id
+    replacement.updated_at = utc_now()
+    if replacement.status == CertificateStatus.draft:
+        replacement.status = CertificateStatus.issued
+    session.add(replacement)
+    _record(session, actor, replacement, "amends", reason=reason, supersedes=certificate.id)
+    return certificate
+
+
+def certificate_history(session: Session, *, actor: Actor, certificate_id: str) -> list[AuditEvent]:
+    """The audit trail of a certificate the actor may see."""
+    certificate = get_certificate_or_raise(session, actor=actor, certificate_id=certificate_id)
+    return list_events(session, subject_kind=SUBJECT, subject_id=certificate.id)
