@@ -3,9 +3,27 @@
 from fastapi import FastAPI
 
 from api.errors import install_problem_handlers
+from api.graph import install_graph
 from api.logging import configure_logging
 from api.metrics import HubMetrics, install_metrics
-from api.routers import certificates, health, organizations, pages, validate
+from api.routers import (
+    certificates,
+    conformity,
+    health,
+    organizations,
+    pages,
+    pki,
+    queries,
+    rdf_graphs,
+    signing,
+    sparql,
+    standards,
+    transparency,
+    tsa,
+    validate,
+    verification,
+)
+from api.trust import install_trust
 from organizations.service import ensure_bootstrap_admin
 from storage.database import make_engine, session_scope
 from storage.events import EventHooks
@@ -45,6 +63,10 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     app.state.hooks = EventHooks()
     install_problem_handlers(app)
     install_metrics(app, app.state.metrics)
-    for module in (health, validate, certificates, organizations, pages):
+    install_trust(app)
+    install_graph(app)
+    routers = (health, validate, signing, certificates, organizations, pki, tsa, verification, transparency)
+    routers += (sparql, rdf_graphs, standards, conformity, queries, pages)
+    for module in routers:
         app.include_router(module.router)
     return app

@@ -18,9 +18,7 @@ from storage.database import make_engine, session_scope
 from storage.migrate import upgrade_database
 from storage.settings import Settings
 
-app = typer.Typer(
-    help="qihub: quality-infrastructure hub for digital calibration certificates.", no_args_is_help=True
-)
+app = typer.Typer(help="qihub: quality-infrastructure hub for digital calibration certificates.", no_args_is_help=True)
 db_app = typer.Typer(help="Database tasks.", no_args_is_help=True)
 admin_app = typer.Typer(help="Organizations and API keys.", no_args_is_help=True)
 demo_app = typer.Typer(help="Demo data.", no_args_is_help=True)
@@ -54,9 +52,7 @@ def serve(
     console.print(f"  verification page:  {base}/verify  (arrives with the trust issue)")
     console.print(f"  SPARQL endpoint:    {base}/sparql  (arrives with the knowledge-graph issue)")
     console.print(f"  data dir:           {settings.data_dir.resolve()}")
-    uvicorn.run(
-        "api.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="warning"
-    )
+    uvicorn.run("api.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="warning")
 
 
 def _report_json(path: str, report: ValidationReport) -> dict[str, object]:
@@ -93,9 +89,7 @@ def validate(
             console.print(f"{mark} {result['file']} (schema {result['schemaVersion']})")
             for finding in result["findings"]:  # type: ignore[attr-defined]
                 location = f" line {finding['line']}" if finding.get("line") else ""
-                console.print(
-                    f"   {finding['severity']:<7} {finding['rule']}{location}: {finding['message']}"
-                )
+                console.print(f"   {finding['severity']:<7} {finding['rule']}{location}: {finding['message']}")
     if unreadable:
         raise typer.Exit(2)
     raise typer.Exit(0 if all(result["valid"] for result in results) else 1)
@@ -224,13 +218,9 @@ def db_upgrade() -> None:
 @admin_app.command("create-org")
 def create_org(
     name: Annotated[str, typer.Option(help="Organization name")],
-    kind: Annotated[
-        OrganizationKind, typer.Option(help="lab, regulator, platform or admin")
-    ] = OrganizationKind.lab,
+    kind: Annotated[OrganizationKind, typer.Option(help="lab, regulator, platform or admin")] = OrganizationKind.lab,
     accreditation_number: Annotated[str | None, typer.Option(help="Accreditation number")] = None,
-    credit_code: Annotated[
-        str | None, typer.Option(help="统一社会信用代码 (unified social credit code)")
-    ] = None,
+    credit_code: Annotated[str | None, typer.Option(help="统一社会信用代码 (unified social credit code)")] = None,
 ) -> None:
     """Register an organization and print its id."""
     from organizations.service import create_organization
@@ -259,9 +249,7 @@ def create_key(
     from organizations.service import create_api_key
 
     with session_scope(_engine()) as session:
-        created = create_api_key(
-            session, organization_id=org, name=name, scopes=scope or list(DEFAULT_LAB_SCOPES)
-        )
+        created = create_api_key(session, organization_id=org, name=name, scopes=scope or list(DEFAULT_LAB_SCOPES))
         console.print(created.key)
 
 

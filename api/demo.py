@@ -45,8 +45,6 @@ def load_demo(session: Session, *, folder: Path) -> str:
         content = path.read_bytes()
         if sha256_hex(content) in known:
             continue
-        submit_certificate(
-            session, actor=actor, content=content, root=parse_xml(content), issue=True, public=True
-        )
+        submit_certificate(session, actor=actor, content=content, root=parse_xml(content), issue=True, public=True)
         added += 1
     return f"demo lab {lab.id}: {added} certificate(s) added; API key: {DEMO_LAB_KEY}"

@@ -8,6 +8,7 @@ import structlog
 def configure_logging(level: str = "INFO") -> None:
     """Log JSON lines with ISO timestamps at the given level."""
     logging.basicConfig(format="%(message)s", level=level.upper())
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # migration chatter is not service news
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

@@ -27,12 +27,45 @@ class Settings(BaseSettings):
     public_base_url: str = Field(default="http://127.0.0.1:8000", description="Base URL printed and linked.")
     log_level: str = Field(default="INFO", description="Log level of the structured (JSON) log.")
 
+    # --- trust (signing/): PKI, keys, timestamps, policy -------------------------------------------------
+    pki_dir: Path | None = Field(default=None, description="Hub CA, TSA and log keys; default <data_dir>/pki.")
+    ca_cert_file: Path | None = Field(default=None, description="Use an existing CA certificate (PEM).")
+    ca_key_file: Path | None = Field(default=None, description="Private key (PEM) of that existing CA.")
+    master_key: str | None = Field(default=None, description="Master key encrypting hub-held signing keys.")
+    master_key_file: Path | None = Field(default=None, description="File holding the master key instead.")
+    tsa_url: str | None = Field(default=None, description="External RFC 3161 TSA; default the hub's own TSA.")
+    policy_file: Path | None = Field(default=None, description="Signature validation policy (YAML).")
+    pkcs11_module: str | None = Field(default=None, description="PKCS#11 module path (e.g. SoftHSM2) for keys.")
+    pkcs11_token_label: str | None = Field(default=None, description="PKCS#11 token label.")
+    pkcs11_pin: str | None = Field(default=None, description="PKCS#11 user PIN.")
+
+    # --- knowledge graph (graph/): store and SPARQL endpoint ---------------------------------------------
+    graph_dir: Path | None = Field(default=None, description="Embedded Oxigraph store; default <data_dir>/graph.")
+    graph_query_url: str | None = Field(default=None, description="Remote SPARQL 1.1 query endpoint.")
+    graph_update_url: str | None = Field(default=None, description="Remote SPARQL 1.1 update endpoint.")
+    graph_store_url: str | None = Field(default=None, description="Remote Graph Store Protocol endpoint.")
+    sparql_timeout_s: float = Field(default=10.0, description="Default SPARQL query timeout (seconds).")
+    sparql_max_timeout_s: float = Field(default=60.0, description="Largest timeout a request may ask for.")
+    sparql_result_cap: int = Field(default=10_000, description="Most result rows returned (signalled if cut).")
+    sparql_service_allowlist: list[str] = Field(default_factory=list, description="SERVICE targets allowed.")
+    cors_origins: list[str] = Field(default_factory=lambda: ["*"], description="Origins allowed to read via CORS.")
+
     @cached_property
     def resolved_database_url(self) -> str:
         """The database URL actually used (SQLite in the data dir unless configured)."""
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'qihub.sqlite3').resolve()}"
+
+    @property
+    def resolved_pki_dir(self) -> Path:
+        """Where the hub's keys and CA live."""
+        return self.pki_dir or self.data_dir / "pki"
+
+    @property
+    def resolved_graph_dir(self) -> Path:
+        """Where the embedded RDF store lives."""
+        return self.graph_dir or self.data_dir / "graph"
 
     def ensure_data_dir(self) -> Path:
         """Create the data dir if missing and return it."""

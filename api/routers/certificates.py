@@ -141,9 +141,7 @@ async def submit_certificate(
     actor: WriterDep,
     issue: Annotated[bool, Query(description="Issue at once instead of storing a draft")] = False,
     public: Annotated[bool, Query(description="Let every organization read the content")] = False,
-    idempotency_key: Annotated[
-        str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)
-    ] = None,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)] = None,
 ) -> JSONResponse:
     """Validate and register a document; an invalid one is refused with its findings."""
     media_type = media_type_of(request)
@@ -178,9 +176,7 @@ def list_certificates(
     model: Annotated[str | None, Query(max_length=500)] = None,
     serial: Annotated[str | None, Query(max_length=500)] = None,
     status: CertificateStatus | None = None,
-    identifier: Annotated[
-        str | None, Query(max_length=500, description="The document's unique identifier")
-    ] = None,
+    identifier: Annotated[str | None, Query(max_length=500, description="The document's unique identifier")] = None,
     calibrated_from: Annotated[date | None, Query(alias="calibratedFrom")] = None,
     calibrated_to: Annotated[date | None, Query(alias="calibratedTo")] = None,
     issued_from: Annotated[date | None, Query(alias="issuedFrom")] = None,
@@ -287,9 +283,7 @@ def revoke_certificate(
     certificate_id: CertificateId, body: RevokeRequest, session: SessionDep, actor: WriterDep
 ) -> CertificateRead:
     """issued → revoked, with a reason."""
-    certificate = service.revoke_certificate(
-        session, actor=actor, certificate_id=certificate_id, reason=body.reason
-    )
+    certificate = service.revoke_certificate(session, actor=actor, certificate_id=certificate_id, reason=body.reason)
     return CertificateRead.model_validate(certificate)
 
 

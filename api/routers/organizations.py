@@ -43,13 +43,9 @@ def list_organizations(session: SessionDep, _admin: AdminDep) -> list[Organizati
     response_model=OrganizationRead,
     responses=problem_responses(401, 403, 404, 422),
 )
-def read_organization(
-    organization_id: OrganizationId, session: SessionDep, _admin: AdminDep
-) -> OrganizationRead:
+def read_organization(organization_id: OrganizationId, session: SessionDep, _admin: AdminDep) -> OrganizationRead:
     """One organization."""
-    return OrganizationRead.model_validate(
-        service.get_organization_or_raise(session, organization_id=organization_id)
-    )
+    return OrganizationRead.model_validate(service.get_organization_or_raise(session, organization_id=organization_id))
 
 
 @router.post(
@@ -63,6 +59,4 @@ def create_api_key(
     organization_id: OrganizationId, body: ApiKeyCreate, session: SessionDep, _admin: AdminDep
 ) -> ApiKeyCreated:
     """Mint a scoped key."""
-    return service.create_api_key(
-        session, organization_id=organization_id, name=body.name, scopes=body.scopes
-    )
+    return service.create_api_key(session, organization_id=organization_id, name=body.name, scopes=body.scopes)

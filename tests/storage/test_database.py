@@ -6,8 +6,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy.exc import DatabaseError
 from sqlmodel import SQLModel, text
 
-import certificates.models  # noqa: F401 - registers the tables
-import organizations.models  # noqa: F401
+import api.tables  # noqa: F401 - registers every domain's tables
 from storage.database import session_scope
 from storage.migrate import current_revision
 from storage.models import AuditEvent

@@ -142,22 +142,14 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("certificates", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_certificates_issue_date"), ["issue_date"], unique=False)
-        batch_op.create_index(
-            batch_op.f("ix_certificates_item_manufacturer"), ["item_manufacturer"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_certificates_item_manufacturer"), ["item_manufacturer"], unique=False)
         batch_op.create_index(batch_op.f("ix_certificates_item_model"), ["item_model"], unique=False)
         batch_op.create_index(batch_op.f("ix_certificates_item_serial"), ["item_serial"], unique=False)
-        batch_op.create_index(
-            batch_op.f("ix_certificates_organization_id"), ["organization_id"], unique=False
-        )
-        batch_op.create_index(
-            batch_op.f("ix_certificates_performance_end"), ["performance_end"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_certificates_organization_id"), ["organization_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_certificates_performance_end"), ["performance_end"], unique=False)
         batch_op.create_index(batch_op.f("ix_certificates_sha256"), ["sha256"], unique=False)
         batch_op.create_index(batch_op.f("ix_certificates_status"), ["status"], unique=False)
-        batch_op.create_index(
-            batch_op.f("ix_certificates_unique_identifier"), ["unique_identifier"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_certificates_unique_identifier"), ["unique_identifier"], unique=False)
 
     # ### end Alembic commands ###
     _forbid_audit_changes()

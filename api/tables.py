@@ -1,0 +1,7 @@
+"""Imports every domain's tables so `SQLModel.metadata` knows them all (migrations, checks)."""
+
+import certificates.models
+import organizations.models
+import storage.models
+
+DOMAIN_TABLE_MODULES = [storage.models, organizations.models, certificates.models]

@@ -1,0 +1,1 @@
+"""The knowledge graph: ontology mapping of certificates, standards and conformity data; RDF stores; SPARQL."""
