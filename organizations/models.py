@@ -27,6 +27,7 @@ class Scope(StrEnum):
     certificates_read = "certificates:read"
     certificates_write = "certificates:write"
     admin = "admin"
+    graph_update = "graph:update"
 
 
 DEFAULT_LAB_SCOPES = [Scope.certificates_read, Scope.certificates_write]

@@ -32,9 +32,7 @@ def create_organization(session: Session, *, data: OrganizationCreate) -> Organi
     """Register an organization."""
     if data.unified_social_credit_code:
         clash = session.exec(
-            select(Organization).where(
-                Organization.unified_social_credit_code == data.unified_social_credit_code
-            )
+            select(Organization).where(Organization.unified_social_credit_code == data.unified_social_credit_code)
         ).first()
         if clash is not None:
             raise ConflictError("An organization with this unified social credit code exists.")
@@ -84,9 +82,7 @@ def create_api_key(
         action="api-key-created",
         details={"keyId": api_key.id, "scopes": api_key.scopes},
     )
-    return ApiKeyCreated(
-        id=api_key.id, organization_id=organization_id, name=name, scopes=list(scopes), key=secret
-    )
+    return ApiKeyCreated(id=api_key.id, organization_id=organization_id, name=name, scopes=list(scopes), key=secret)
 
 
 def authenticate_api_key(session: Session, *, key: str) -> tuple[ApiKey, Organization] | None:
@@ -104,9 +100,7 @@ def authenticate_api_key(session: Session, *, key: str) -> tuple[ApiKey, Organiz
 
 def ensure_bootstrap_admin(session: Session, *, key: str) -> bool:
     """Create the admin organization and key once, when no admin exists; True if created."""
-    admin_exists = session.exec(
-        select(Organization).where(Organization.kind == OrganizationKind.admin)
-    ).first()
+    admin_exists = session.exec(select(Organization).where(Organization.kind == OrganizationKind.admin)).first()
     if admin_exists is not None:
         return False
     organization = create_organization(
