@@ -59,6 +59,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     app.state.settings = settings
     app.state.engine = engine
     app.state.metrics = HubMetrics()
+    app.state.key_cache = {}
     # Domains that follow the registry (transparency log, knowledge graph) register listeners here.
     app.state.hooks = EventHooks()
     install_problem_handlers(app)

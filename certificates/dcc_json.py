@@ -27,9 +27,7 @@ SI_NS = "https://ptb.de/si"
 XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
 SCHEMA_VERSION = "3.3.0"
 SCHEMA_LOCATION = f"{DCC_NS} https://ptb.de/dcc/v{SCHEMA_VERSION}/dcc.xsd"
-SUBMISSION_SCHEMA_PATH = (
-    Path(__file__).resolve().parents[1] / "schemas" / "json" / "dcc-submission.schema.json"
-)
+SUBMISSION_SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "json" / "dcc-submission.schema.json"
 SUBMISSION_SCHEMA_ID = "https://qihub.example/schemas/json/dcc-submission.schema.json"
 
 _D = f"{{{DCC_NS}}}"
@@ -98,9 +96,7 @@ def _schema_findings(error: ValidationError) -> list[Finding]:
             # A quantity without any value: name the alternatives instead of one arbitrary branch.
             names = sorted({name for sub in error.context for name in sub.validator_value})
             message = "exactly one of " + ", ".join(names) + " is required"
-            return [
-                Finding(rule="json-schema", severity=Severity.error, message=message, path=_pointer(path))
-            ]
+            return [Finding(rule="json-schema", severity=Severity.error, message=message, path=_pointer(path))]
         deeper = best_match(error.context)
         if deeper is not None and len(deeper.absolute_path) > len(path):
             return _schema_findings(deeper)
@@ -109,23 +105,15 @@ def _schema_findings(error: ValidationError) -> list[Finding]:
 
 def _error_order(error: ValidationError) -> tuple[tuple[int, int, str], ...]:
     """Sort key: document order of the error's location (indices numerically, members by name)."""
-    return tuple(
-        (0, part, "") if isinstance(part, int) else (1, 0, str(part)) for part in error.absolute_path
-    )
+    return tuple((0, part, "") if isinstance(part, int) else (1, 0, str(part)) for part in error.absolute_path)
 
 
 def _unwritable_findings(node: Any, path: list[Any]) -> list[Finding]:
     """Values JSON allows but XML 1.0 cannot carry: control characters, Infinity."""
     if isinstance(node, dict):
-        return [
-            finding for key, value in node.items() for finding in _unwritable_findings(value, [*path, key])
-        ]
+        return [finding for key, value in node.items() for finding in _unwritable_findings(value, [*path, key])]
     if isinstance(node, list):
-        return [
-            finding
-            for index, value in enumerate(node)
-            for finding in _unwritable_findings(value, [*path, index])
-        ]
+        return [finding for index, value in enumerate(node) for finding in _unwritable_findings(value, [*path, index])]
     if isinstance(node, str) and _NOT_XML_CHAR.search(node):
         message = "contains a character XML cannot carry (a control character)"
     elif isinstance(node, float) and math.isinf(node):
@@ -160,9 +148,7 @@ def _id_findings(submission: dict[str, Any]) -> list[Finding]:
         if kind == "id":
             if value in seen:
                 message = f"id '{value}' is already used at {seen[value]}"
-                findings.append(
-                    Finding(rule="json-id", severity=Severity.error, message=message, path=pointer)
-                )
+                findings.append(Finding(rule="json-id", severity=Severity.error, message=message, path=pointer))
             else:
                 seen[value] = pointer
         else:
@@ -249,9 +235,7 @@ class _Builder:
     # --- administrative data
 
     def document(self, submission: dict[str, Any]) -> etree._Element:
-        root = etree.Element(
-            _D + "digitalCalibrationCertificate", nsmap={"dcc": DCC_NS, "si": SI_NS, "xsi": XSI_NS}
-        )
+        root = etree.Element(_D + "digitalCalibrationCertificate", nsmap={"dcc": DCC_NS, "si": SI_NS, "xsi": XSI_NS})
         root.set(f"{{{XSI_NS}}}schemaLocation", SCHEMA_LOCATION)
         root.set("schemaVersion", SCHEMA_VERSION)
         admin_data = submission["administrativeData"]
@@ -490,9 +474,7 @@ class _Builder:
         self.influence_conditions(element, data)
         self.meta_data(element, data)
 
-    def quantity(
-        self, parent: etree._Element, tag: str, data: dict[str, Any], *, primitive: bool = False
-    ) -> None:
+    def quantity(self, parent: etree._Element, tag: str, data: dict[str, Any], *, primitive: bool = False) -> None:
         element = self.el(parent, tag)
         self.attrs(element, data)
         self.opt_text(element, _D + "name", data, "name")
@@ -565,9 +547,7 @@ class _Builder:
             expanded = uncertainty["expanded"]
             mu = self.el(container, _S + "expandedMUXMLList")
             self.el(mu, _S + "valueExpandedMUXMLList", _xml_list(expanded["uncertaintyXMLList"]))
-            self.el(
-                mu, _S + "coverageFactorXMLList", _xml_list(expanded["coverageFactorXMLList"], fixed=True)
-            )
+            self.el(mu, _S + "coverageFactorXMLList", _xml_list(expanded["coverageFactorXMLList"], fixed=True))
             probabilities = _xml_list(expanded["coverageProbabilityXMLList"], fixed=True)
             self.el(mu, _S + "coverageProbabilityXMLList", probabilities)
             source = expanded
@@ -1133,9 +1113,7 @@ def _legacy_list(element: etree._Element) -> dict[str, Any] | None:
                 "expanded": {
                     "uncertaintyXMLList": [part["uncertainty"] for part in parts],
                     "coverageFactorXMLList": _same_or_all([part["coverageFactor"] for part in parts]),
-                    "coverageProbabilityXMLList": _same_or_all(
-                        [part["coverageProbability"] for part in parts]
-                    ),
+                    "coverageProbabilityXMLList": _same_or_all([part["coverageProbability"] for part in parts]),
                 }
             }
         elif kind == "standard":

@@ -441,8 +441,7 @@ def render_certificate_html(
     items = [entry for item in admin.get("items", []) for entry in page.item(item)]
     context = {
         "lang": page.language,
-        "title": title
-        or (f"Calibration certificate {identifier}" if identifier else "Calibration certificate"),
+        "title": title or (f"Calibration certificate {identifier}" if identifier else "Calibration certificate"),
         "status": status or "",
         "status_tone": _STATUS_TONES.get((status or "").strip().lower(), "neutral"),
         "details": list((details or {}).items()),

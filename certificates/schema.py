@@ -40,8 +40,7 @@ SUPPORTED_VERSIONS: Final[tuple[str, ...]] = (
 DCC_NAMESPACE: Final = "https://ptb.de/dcc"
 # DCC 2.1.0 was published under a PTB intranet namespace; later releases use https://ptb.de/dcc.
 DCC_INTRANET_NAMESPACE: Final = (
-    "https://intranet.ptb.de/fileadmin/dokumente/intranet/abteilungen/abteilung_1/"
-    "Digitaler_Kalibrierschein/DCC"
+    "https://intranet.ptb.de/fileadmin/dokumente/intranet/abteilungen/abteilung_1/Digitaler_Kalibrierschein/DCC"
 )
 DCC_ROOT_TAGS: Final = frozenset(
     {
@@ -73,18 +72,14 @@ class SchemaReport(BaseModel):
 def schema_path(version: str) -> Path:
     """Return the pinned local `dcc.xsd` for a supported DCC release."""
     if version not in SUPPORTED_VERSIONS:
-        raise ValueError(
-            f"unsupported DCC schema version {version!r}; supported: {', '.join(SUPPORTED_VERSIONS)}"
-        )
+        raise ValueError(f"unsupported DCC schema version {version!r}; supported: {', '.join(SUPPORTED_VERSIONS)}")
     return SCHEMA_DIR / "dcc" / f"v{version}" / "dcc.xsd"
 
 
 @functools.cache
 def _catalog() -> dict[str, Path]:
     """Public schema URL -> pinned local file, as listed in catalog.xml (read once)."""
-    tree = etree.parse(
-        str(CATALOG_PATH), etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
-    )
+    tree = etree.parse(str(CATALOG_PATH), etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False))
     mapping: dict[str, Path] = {}
     for entry in tree.getroot():
         if entry.tag == f"{{{_CATALOG_NS}}}uri":
@@ -121,9 +116,7 @@ class _PinnedSchemaResolver(etree.Resolver):
     def resolve(self, system_url: str, public_id: str, context: object) -> object:
         local = _pinned_file(system_url)
         if local is None:
-            raise SchemaUnavailableError(
-                f"schema {system_url!r} is not pinned in {CATALOG_PATH}; refusing to fetch it"
-            )
+            raise SchemaUnavailableError(f"schema {system_url!r} is not pinned in {CATALOG_PATH}; refusing to fetch it")
         return self.resolve_filename(str(local), context)
 
 

@@ -101,9 +101,7 @@ def submit_certificate(
         raise DocumentRejectedError(report)
     digest = sha256_hex(content)
     existing = session.exec(
-        select(Certificate).where(
-            Certificate.organization_id == actor.organization.id, Certificate.sha256 == digest
-        )
+        select(Certificate).where(Certificate.organization_id == actor.organization.id, Certificate.sha256 == digest)
     ).first()
     if existing is not None:
         raise ConflictError(
@@ -209,9 +207,7 @@ def list_certificates(
         statement = statement.where(col(Certificate.id) < _decode_cursor(cursor))
     rows = list(session.exec(statement.order_by(col(Certificate.id).desc()).limit(limit + 1)))
     next_cursor = _encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
-    return CertificatePage(
-        items=[CertificateRead.model_validate(row) for row in rows[:limit]], next_cursor=next_cursor
-    )
+    return CertificatePage(items=[CertificateRead.model_validate(row) for row in rows[:limit]], next_cursor=next_cursor)
 
 
 def _transition(
@@ -239,9 +235,7 @@ def _transition(
     return certificate
 
 
-def issue_certificate(
-    session: Session, *, actor: Actor, certificate_id: str, reason: str | None = None
-) -> Certificate:
+def issue_certificate(session: Session, *, actor: Actor, certificate_id: str, reason: str | None = None) -> Certificate:
     """Issue a draft."""
     certificate = _get_own_certificate_or_raise(session, actor=actor, certificate_id=certificate_id)
     return _transition(

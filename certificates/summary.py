@@ -81,9 +81,7 @@ def summarize_certificate(root: etree._Element) -> CertificateSummary:
     )
     if item is not None:
         summary.item_name = _text(item, f"*[local-name()='name']/{content}")
-        summary.item_manufacturer = _text(
-            item, f"*[local-name()='manufacturer']/*[local-name()='name']/{content}"
-        )
+        summary.item_manufacturer = _text(item, f"*[local-name()='manufacturer']/*[local-name()='name']/{content}")
         summary.item_model = _text(item, "*[local-name()='model']")
         summary.item_serial = _serial_number(item)
     return summary

@@ -113,9 +113,7 @@ def _as_utf8(data: bytes) -> bytes:
         try:
             codec = codecs.lookup(name).name
         except LookupError:
-            raise XmlRejected(
-                "malformed", f"unknown encoding {name!r} in the XML declaration", line=1
-            ) from None
+            raise XmlRejected("malformed", f"unknown encoding {name!r} in the XML declaration", line=1) from None
         if codec.startswith(("utf-16", "utf-32")):
             return data  # declared UTF-16/32 without a BOM in 8-bit bytes: libxml2 reads it as UTF-8 too
         if codec in {"utf-8", "ascii"}:
@@ -167,9 +165,7 @@ def _depth_probe(max_depth: int) -> str:
     return "boolean(" + "/*" * (max_depth + 1) + ")"
 
 
-def parse_xml(
-    data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES, max_depth: int = DEFAULT_MAX_DEPTH
-) -> etree._Element:
+def parse_xml(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES, max_depth: int = DEFAULT_MAX_DEPTH) -> etree._Element:
     """Parse untrusted XML bytes safely and return the root element (source lines kept); raise XmlRejected."""
     if not isinstance(data, bytes | bytearray):
         raise TypeError(f"parse_xml expects bytes, got {type(data).__name__}")
@@ -189,9 +185,7 @@ def parse_xml(
         line = exc.lineno or None
         if "Excessive depth" in message:
             limit = min(max_depth, libxml_depth)
-            raise XmlRejected(
-                "too-deep", f"elements are nested deeper than {limit} levels", line=line
-            ) from None
+            raise XmlRejected("too-deep", f"elements are nested deeper than {limit} levels", line=line) from None
         if _UNDEFINED_ENTITY.search(message):
             raise XmlRejected("entity-forbidden", message, line=line) from None
         if "DOCTYPE" in message:
@@ -200,9 +194,7 @@ def parse_xml(
 
     docinfo = root.getroottree().docinfo
     if docinfo.internalDTD is not None or docinfo.externalDTD is not None or docinfo.doctype:
-        raise XmlRejected(
-            "dtd-forbidden", "the document carries a DOCTYPE: DTDs and entities are not accepted"
-        )
+        raise XmlRejected("dtd-forbidden", "the document carries a DOCTYPE: DTDs and entities are not accepted")
     # libxml2 already stops at its own depth limit; probe only when the caller asks for less.
     if max_depth < libxml_depth and root.xpath(_depth_probe(max_depth)):
         raise XmlRejected("too-deep", f"elements are nested deeper than {max_depth} levels")

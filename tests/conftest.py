@@ -87,9 +87,7 @@ def _truncate_all(url: str) -> None:
     engine = create_engine(url)
     with engine.begin() as connection:
         tables = connection.execute(
-            text(
-                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
-            )
+            text("SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'")
         ).scalars()
         names = ", ".join(f'"{table}"' for table in tables)
         if names:
@@ -114,9 +112,7 @@ def hub(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Hub]:
 def _has_tables(url: str) -> bool:
     engine = create_engine(url)
     with engine.connect() as connection:
-        count = connection.execute(
-            text("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")
-        ).scalar()
+        count = connection.execute(text("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")).scalar()
     engine.dispose()
     return bool(count)
 

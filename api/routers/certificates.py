@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse
+from sqlmodel import Session
 
 from api.body import media_type_of, negotiate, read_body_limited
 from api.deps import ReaderDep, SessionDep, WriterDep
@@ -29,7 +30,6 @@ from certificates.models import (
 from certificates.render import render_certificate_html
 from certificates.service import Actor
 from certificates.xml import parse_xml
-from storage.database import session_scope
 from storage.errors import InvalidInputError
 from storage.service import find_idempotent_response, save_idempotent_response
 
@@ -79,6 +79,7 @@ def _build_from_json(body: bytes) -> bytes:
 
 def _submit(
     request: Request,
+    session: Session,
     *,
     actor: Actor,
     body: bytes,
@@ -91,39 +92,41 @@ def _submit(
     request_hash = hashlib.sha256(
         b"\0".join([media_type.encode(), str(issue).encode(), str(public).encode(), body])
     ).hexdigest()
-    with session_scope(request.app.state.engine, hooks=request.app.state.hooks) as session:
-        if idempotency_key:
-            replay = find_idempotent_response(
-                session,
-                organization_id=actor.organization.id,
-                key=idempotency_key,
-                request_sha256=request_hash,
-            )
-            if replay is not None:
-                return replay.status_code, replay.response_body
-        source = "json" if media_type == "application/json" else "xml"
-        content = _build_from_json(body) if source == "json" else body
-        root = parse_xml(content, max_bytes=settings.max_document_bytes)
-        try:
-            certificate, report = service.submit_certificate(
-                session, actor=actor, content=content, root=root, issue=issue, public=public, source=source
-            )
-        except service.DocumentRejectedError:
-            request.app.state.metrics.documents_rejected.inc()
-            raise
-        created = CertificateCreated.model_validate(
-            {**CertificateRead.model_validate(certificate).model_dump(), "findings": report.findings}
+    if idempotency_key:
+        replay = find_idempotent_response(
+            session,
+            organization_id=actor.organization.id,
+            key=idempotency_key,
+            request_sha256=request_hash,
         )
-        response_body = created.model_dump(mode="json", by_alias=True)
-        if idempotency_key:
-            save_idempotent_response(
-                session,
-                organization_id=actor.organization.id,
-                key=idempotency_key,
-                request_sha256=request_hash,
-                status_code=201,
-                response_body=response_body,
-            )
+        if replay is not None:
+            return replay.status_code, replay.response_body
+    source = "json" if media_type == "application/json" else "xml"
+    content = _build_from_json(body) if source == "json" else body
+    root = parse_xml(content, max_bytes=settings.max_document_bytes)
+    try:
+        certificate, report = service.submit_certificate(
+            session, actor=actor, content=content, root=root, issue=issue, public=public, source=source
+        )
+    except service.DocumentRejectedError:
+        request.app.state.metrics.documents_rejected.inc()
+        raise
+    created = CertificateCreated.model_validate(
+        {**CertificateRead.model_validate(certificate).model_dump(), "findings": report.findings}
+    )
+    response_body = created.model_dump(mode="json", by_alias=True)
+    if idempotency_key:
+        save_idempotent_response(
+            session,
+            organization_id=actor.organization.id,
+            key=idempotency_key,
+            request_sha256=request_hash,
+            status_code=201,
+            response_body=response_body,
+        )
+    # Commit here, in this thread: SQLite's single write lock is then held only for the inserts themselves,
+    # not across the hop back to the event loop (the request's session closes with nothing left to do).
+    session.commit()
     request.app.state.metrics.certificates_submitted.labels(source).inc()
     return 201, response_body
 
@@ -138,6 +141,7 @@ def _submit(
 )
 async def submit_certificate(
     request: Request,
+    session: SessionDep,
     actor: WriterDep,
     issue: Annotated[bool, Query(description="Issue at once instead of storing a draft")] = False,
     public: Annotated[bool, Query(description="Let every organization read the content")] = False,
@@ -151,6 +155,7 @@ async def submit_certificate(
     status, response_body = await run_in_threadpool(
         _submit,
         request,
+        session,
         actor=actor,
         body=body,
         media_type=media_type,

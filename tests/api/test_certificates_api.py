@@ -17,9 +17,7 @@ XML = {"Content-Type": "application/xml"}
 
 
 def submit(hub, headers, path, **params):
-    return hub.client.post(
-        "/api/v1/certificates", content=path.read_bytes(), headers={**headers, **XML}, params=params
-    )
+    return hub.client.post("/api/v1/certificates", content=path.read_bytes(), headers={**headers, **XML}, params=params)
 
 
 def count_certificates(hub, headers) -> int:
@@ -58,13 +56,9 @@ def test_json_submission_is_built_into_dcc_330_and_exported_back(hub):
     response = hub.client.post("/api/v1/certificates", json=submission, headers=lab)
     assert response.status_code == 201, response.text
     certificate_id = response.json()["id"]
-    xml = hub.client.get(
-        f"/api/v1/certificates/{certificate_id}", headers={**lab, "Accept": "application/xml"}
-    )
+    xml = hub.client.get(f"/api/v1/certificates/{certificate_id}", headers={**lab, "Accept": "application/xml"})
     assert etree.fromstring(xml.content).get("schemaVersion") == "3.3.0"
-    exported = hub.client.get(
-        f"/api/v1/certificates/{certificate_id}", headers={**lab, "Accept": "application/json"}
-    )
+    exported = hub.client.get(f"/api/v1/certificates/{certificate_id}", headers={**lab, "Accept": "application/json"})
     assert exported.json()["content"] == submission
 
 
@@ -116,9 +110,7 @@ def test_listing_filters_and_paginates_with_a_cursor(hub):
     ids = [submit(hub, lab, path).json()["id"] for path in (VALID, GAUGE_BLOCK, VACUUM)]
     page = hub.client.get("/api/v1/certificates", headers=lab, params={"limit": 2}).json()
     assert [item["id"] for item in page["items"]] == [ids[2], ids[1]]
-    rest = hub.client.get(
-        "/api/v1/certificates", headers=lab, params={"limit": 2, "cursor": page["nextCursor"]}
-    )
+    rest = hub.client.get("/api/v1/certificates", headers=lab, params={"limit": 2, "cursor": page["nextCursor"]})
     assert [item["id"] for item in rest.json()["items"]] == [ids[0]]
     assert rest.json()["nextCursor"] is None
     gauge = hub.client.get(f"/api/v1/certificates/{ids[1]}", headers=lab).json()
@@ -200,9 +192,7 @@ def test_certificates_are_confidential_to_their_lab_unless_public(hub):
     assert listed == {public}
     # Public means readable, not changeable by others.
     hub.client.post(f"/api/v1/certificates/{public}/issue", headers=lab_a)
-    steal = hub.client.post(
-        f"/api/v1/certificates/{public}/revoke", json={"reason": "not mine"}, headers=lab_b
-    )
+    steal = hub.client.post(f"/api/v1/certificates/{public}/revoke", json={"reason": "not mine"}, headers=lab_b)
     assert steal.status_code == 403
 
 

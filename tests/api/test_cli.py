@@ -56,16 +56,11 @@ def test_admin_ingest_and_export_roundtrip_locally(tmp_path, fmt):
     assert ingested.returncode == 1  # one of the two is refused
     assert "1 registered, 1 refused" in ingested.stdout
     certificate_id = next(
-        line.split("│")[3].strip()
-        for line in ingested.stdout.splitlines()
-        if "registered" in line and "│" in line
+        line.split("│")[3].strip() for line in ingested.stdout.splitlines() if "registered" in line and "│" in line
     )
     exported = qihub("export", certificate_id, "--format", fmt, data_dir=tmp_path)
     assert exported.returncode == 0, exported.stderr
     if fmt == "xml":
         assert exported.stdout.encode() == VALID.read_bytes()
     else:
-        assert (
-            json.loads(exported.stdout)["content"]["administrativeData"]["coreData"]["uniqueIdentifier"]
-            == "1234"
-        )
+        assert json.loads(exported.stdout)["content"]["administrativeData"]["coreData"]["uniqueIdentifier"] == "1234"

@@ -27,9 +27,7 @@ def assert_nothing_stored_and_alive(hub, lab):
 @pytest.mark.parametrize("endpoint", XML_ENTRY_POINTS)
 def test_attack_file_is_refused_with_a_problem(hub, endpoint, path):
     _, lab = hub.make_org()
-    response = hub.client.post(
-        endpoint, content=path.read_bytes(), headers={**lab, "Content-Type": "application/xml"}
-    )
+    response = hub.client.post(endpoint, content=path.read_bytes(), headers={**lab, "Content-Type": "application/xml"})
     if endpoint == "/api/v1/validate" and response.status_code == 200:
         # Harmless well-formed XML without a DTD may be read; it is still no valid certificate.
         assert response.json()["valid"] is False
@@ -54,9 +52,7 @@ def test_attacks_with_a_dtd_are_refused_at_the_parser(hub):
 def test_truncated_xml_is_a_400_problem(hub, endpoint):
     _, lab = hub.make_org()
     truncated = VALID.read_bytes()[:5000]
-    response = hub.client.post(
-        endpoint, content=truncated, headers={**lab, "Content-Type": "application/xml"}
-    )
+    response = hub.client.post(endpoint, content=truncated, headers={**lab, "Content-Type": "application/xml"})
     problem = assert_problem(response, 400)
     assert problem["code"] == "xml-malformed"
     assert_nothing_stored_and_alive(hub, lab)
@@ -65,9 +61,7 @@ def test_truncated_xml_is_a_400_problem(hub, endpoint):
 @pytest.mark.parametrize("endpoint", XML_ENTRY_POINTS)
 def test_wrong_content_type_is_a_415_problem(hub, endpoint):
     _, lab = hub.make_org()
-    response = hub.client.post(
-        endpoint, content=VALID.read_bytes(), headers={**lab, "Content-Type": "image/png"}
-    )
+    response = hub.client.post(endpoint, content=VALID.read_bytes(), headers={**lab, "Content-Type": "image/png"})
     assert_problem(response, 415)
     assert_nothing_stored_and_alive(hub, lab)
 
@@ -83,9 +77,7 @@ def test_a_30_mb_body_is_a_413_problem(hub, endpoint):
 
 def test_empty_body_is_a_400_problem(hub):
     _, lab = hub.make_org()
-    response = hub.client.post(
-        "/api/v1/certificates", content=b"", headers={**lab, "Content-Type": "application/xml"}
-    )
+    response = hub.client.post("/api/v1/certificates", content=b"", headers={**lab, "Content-Type": "application/xml"})
     assert_problem(response, 400)
 
 
@@ -93,10 +85,6 @@ def test_unknown_ids_and_wrong_types_are_problems(hub):
     _, lab = hub.make_org()
     assert_problem(hub.client.get("/api/v1/certificates/does-not-exist", headers=lab), 404)
     assert_problem(hub.client.get("/api/v1/certificates", params={"limit": "many"}, headers=lab), 422)
-    assert_problem(
-        hub.client.get("/api/v1/certificates", params={"calibratedFrom": "yesterday"}, headers=lab), 422
-    )
-    assert_problem(
-        hub.client.post("/api/v1/certificates/x/revoke", json={"reason": 5}, headers=lab), 404, 422
-    )
+    assert_problem(hub.client.get("/api/v1/certificates", params={"calibratedFrom": "yesterday"}, headers=lab), 422)
+    assert_problem(hub.client.post("/api/v1/certificates/x/revoke", json={"reason": 5}, headers=lab), 404, 422)
     assert_problem(hub.client.get("/no/such/route"), 404)

@@ -36,9 +36,7 @@ def test_metrics_count_requests_and_submissions(hub):
 
 def test_validate_reports_schema_version_and_findings_and_stores_nothing(hub):
     _, lab = hub.make_org()
-    ok = hub.client.post(
-        "/api/v1/validate", content=VALID.read_bytes(), headers={"Content-Type": "application/xml"}
-    )
+    ok = hub.client.post("/api/v1/validate", content=VALID.read_bytes(), headers={"Content-Type": "application/xml"})
     assert ok.status_code == 200
     assert ok.json()["valid"] is True
     assert ok.json()["schemaVersion"] == "3.3.0"

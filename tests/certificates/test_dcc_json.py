@@ -24,9 +24,7 @@ from tests.paths import DCC_CORPUS, REPO_ROOT
 
 DATA = Path(__file__).resolve().parent / "data"
 VALID_330 = DCC_CORPUS / "lutaml-dcc" / "fixtures" / "dcclib" / "valid.xml"
-GAUGE_BLOCK = (
-    DCC_CORPUS / "dkd-gp-via-gemimeg-backend" / "examples" / "DKD-E_4-3_2024-12_DCC_GP_GaugeBlock1.xml"
-)
+GAUGE_BLOCK = DCC_CORPUS / "dkd-gp-via-gemimeg-backend" / "examples" / "DKD-E_4-3_2024-12_DCC_GP_GaugeBlock1.xml"
 
 
 def _corpus_dccs() -> list[Path]:
@@ -240,15 +238,11 @@ def test_missing_unique_identifier_is_reported_at_its_json_pointer(submission: d
         ),
         (lambda s: s["administrativeData"]["items"][0].update(model=42), "/administrativeData/items/0/model"),
         (
-            lambda s: s["measurementResults"][0]["results"][1]["data"][1]["quantity"]["real"].update(
-                value={"v": 1}
-            ),
+            lambda s: s["measurementResults"][0]["results"][1]["data"][1]["quantity"]["real"].update(value={"v": 1}),
             "/measurementResults/0/results/1/data/1/quantity/real/value",
         ),
         (
-            lambda s: s["measurementResults"][0]["results"][1]["data"][1]["quantity"]["real"].update(
-                value="20,5"
-            ),
+            lambda s: s["measurementResults"][0]["results"][1]["data"][1]["quantity"]["real"].update(value="20,5"),
             "/measurementResults/0/results/1/data/1/quantity/real/value",
         ),
         (
@@ -274,9 +268,7 @@ def test_missing_unique_identifier_is_reported_at_its_json_pointer(submission: d
         "country",
     ],
 )
-def test_wrong_types_are_reported_at_their_json_pointer(
-    submission: dict[str, Any], mutate: Any, pointer: str
-) -> None:
+def test_wrong_types_are_reported_at_their_json_pointer(submission: dict[str, Any], mutate: Any, pointer: str) -> None:
     mutate(submission)
 
     error = _raised(submission)

@@ -14,9 +14,7 @@ from tests.paths import DCC_CORPUS
 
 DATA = Path(__file__).resolve().parent / "data"
 VALID_330 = DCC_CORPUS / "lutaml-dcc" / "fixtures" / "dcclib" / "valid.xml"
-GAUGE_BLOCK = (
-    DCC_CORPUS / "dkd-gp-via-gemimeg-backend" / "examples" / "DKD-E_4-3_2024-12_DCC_GP_GaugeBlock1.xml"
-)
+GAUGE_BLOCK = DCC_CORPUS / "dkd-gp-via-gemimeg-backend" / "examples" / "DKD-E_4-3_2024-12_DCC_GP_GaugeBlock1.xml"
 SILICON_SPHERE_210 = DCC_CORPUS / "ptb-xsd-dcc" / "examples" / "v2.1.0" / "siliziumkugel.xml"
 NS = {"dcc": "https://ptb.de/dcc", "si": "https://ptb.de/si"}
 
@@ -68,9 +66,7 @@ def test_every_corpus_dcc_renders(path: Path) -> None:
 
 
 def test_an_empty_certificate_still_renders() -> None:
-    html = render_certificate_html(
-        parse_xml(b"<dcc:digitalCalibrationCertificate xmlns:dcc='https://ptb.de/dcc'/>")
-    )
+    html = render_certificate_html(parse_xml(b"<dcc:digitalCalibrationCertificate xmlns:dcc='https://ptb.de/dcc'/>"))
 
     _assert_self_contained(html)
     assert "No results could be shown." in html

@@ -118,9 +118,7 @@ def test_corpus_document_gets_the_sources_md_verdict_for_its_declared_version(ro
         assert first.message.startswith(row.remark_message)
 
 
-@pytest.mark.parametrize(
-    ("row", "version"), UPGRADES, ids=[f"{row.test_id}-as-{version}" for row, version in UPGRADES]
-)
+@pytest.mark.parametrize(("row", "version"), UPGRADES, ids=[f"{row.test_id}-as-{version}" for row, version in UPGRADES])
 def test_document_is_valid_as_another_version_once_schema_version_is_rewritten(row, version):
     # SOURCES.md "also valid as": same document, only the schemaVersion attribute changed.
     root = copy.deepcopy(parse_xml(row.path.read_bytes()))
@@ -147,10 +145,7 @@ def test_xsd_finding_carries_message_line_and_xpath():
     first = report.findings[0]
     assert first.rule == "xsd"
     assert first.line == 17
-    assert (
-        first.path
-        == "/dcc:digitalCalibrationCertificate/dcc:administrativeData/dcc:coreData/dcc:uniqueIdentifier"
-    )
+    assert first.path == "/dcc:digitalCalibrationCertificate/dcc:administrativeData/dcc:coreData/dcc:uniqueIdentifier"
     assert "[facet 'pattern']" in first.message
 
 
@@ -189,9 +184,7 @@ def test_invalid_syntax_fixture_is_refused_by_the_parser_before_any_schema_check
     ids=["pre-release", "undeclared", "explicit-unknown"],
 )
 def test_unknown_or_missing_version_is_reported(attributes, version, expected):
-    root = parse_xml(
-        f'<dcc:digitalCalibrationCertificate xmlns:dcc="https://ptb.de/dcc" {attributes}/>'.encode()
-    )
+    root = parse_xml(f'<dcc:digitalCalibrationCertificate xmlns:dcc="https://ptb.de/dcc" {attributes}/>'.encode())
     report = validate_against_schema(root, version=version)
     assert report.schema_version == expected
     assert not report.valid
@@ -289,16 +282,16 @@ PINNED_ORIGINS = {
 
 
 def test_pinned_schemas_are_verbatim_copies_except_the_documented_edits():
-    assert {path.relative_to(SCHEMA_DIR).as_posix() for path in SCHEMA_DIR.rglob("*.xsd")} == set(
-        PINNED_ORIGINS
-    )
+    assert {path.relative_to(SCHEMA_DIR).as_posix() for path in SCHEMA_DIR.rglob("*.xsd")} == set(PINNED_ORIGINS)
     notice = (SCHEMA_DIR / "NOTICE.md").read_text(encoding="utf-8")
     for pinned, origin in PINNED_ORIGINS.items():
         assert f"`{pinned}`" in notice
         if origin is not None:
             assert (SCHEMA_DIR / pinned).read_bytes() == (DCC_CORPUS / origin).read_bytes(), pinned
 
-    intranet_si = "https://intranet.ptb.de/fileadmin/dokumente/intranet/abteilungen/abteilung_1/Digitaler_Kalibrierschein/SI"
+    intranet_si = (
+        "https://intranet.ptb.de/fileadmin/dokumente/intranet/abteilungen/abteilung_1/Digitaler_Kalibrierschein/SI"
+    )
     original = (DCC_CORPUS / "lutaml-dcc/xsd/dsi/v1.0.1/SI_Format.xsd").read_text(encoding="utf-8")
     adjusted = (SCHEMA_DIR / "si/v1.0.1-smartcom/SI_Format.xsd").read_text(encoding="utf-8")
     assert adjusted == original.replace(intranet_si, "https://ptb.de/si/smartcom/d-si/v1_0_1")
@@ -340,9 +333,7 @@ def test_twenty_megabyte_certificate_with_embedded_pdf_validates():
     pdf = base64.b64encode(b"%PDF-1.7\n" + os.urandom(15 * 1024 * 1024))
     document = (
         b"<dcc:document><dcc:fileName>certificate.pdf</dcc:fileName>"
-        b"<dcc:mimeType>application/pdf</dcc:mimeType><dcc:dataBase64>"
-        + pdf
-        + b"</dcc:dataBase64></dcc:document>"
+        b"<dcc:mimeType>application/pdf</dcc:mimeType><dcc:dataBase64>" + pdf + b"</dcc:dataBase64></dcc:document>"
     )
     data = source.replace(b"</dcc:measurementResults>", b"</dcc:measurementResults>" + document, 1)
     assert len(data) > 20 * 1024 * 1024

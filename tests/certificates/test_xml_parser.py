@@ -73,9 +73,7 @@ def test_defusedxml_attack_file_is_refused_or_parsed_as_decided(name):
         rejected = _rejection(data)
         assert rejected.code == expected
         assert "DOCTYPE" in rejected.detail
-        doctype_line = next(
-            i for i, ln in enumerate(data.decode().splitlines(), 1) if ln.startswith("<!DOCTYPE")
-        )
+        doctype_line = next(i for i, ln in enumerate(data.decode().splitlines(), 1) if ln.startswith("<!DOCTYPE"))
         assert rejected.line == doctype_line
 
 
@@ -84,9 +82,7 @@ def test_defusedxml_attack_file_is_refused_or_parsed_as_decided(name):
 def test_inner_libxml2_parser_never_fetches_or_expands_entities(name, huge, monkeypatch):
     # Defence in depth: even if the prolog scan were bypassed, libxml2 itself must stay inert.
     requested: list[str] = []
-    monkeypatch.setattr(
-        hub_xml._RefuseExternal, "resolve", lambda self, url, pubid, ctx: requested.append(url)
-    )
+    monkeypatch.setattr(hub_xml._RefuseExternal, "resolve", lambda self, url, pubid, ctx: requested.append(url))
     data = (ATTACKS / name).read_bytes()
     try:
         root = _within(30, lambda: etree.fromstring(data, hub_xml._parser(huge=huge)))
@@ -110,9 +106,7 @@ def test_inner_libxml2_parser_never_fetches_or_expands_entities(name, huge, monk
         ("utf8-bom", b"\xef\xbb\xbf<!DOCTYPE r SYSTEM 'http://example.org/r.dtd'><r/>"),
         (
             "utf16",
-            "<?xml version='1.0' encoding='UTF-16'?><!DOCTYPE r [<!ENTITY a 'b'>]><r>&a;</r>".encode(
-                "utf-16"
-            ),
+            "<?xml version='1.0' encoding='UTF-16'?><!DOCTYPE r [<!ENTITY a 'b'>]><r>&a;</r>".encode("utf-16"),
         ),
         ("utf16le-no-bom", "<?xml version='1.0' encoding='UTF-16'?><!DOCTYPE r><r/>".encode("utf-16-le")),
         ("latin1", b"<?xml version='1.0' encoding='ISO-8859-1'?><!DOCTYPE r><r>\xe9</r>"),
@@ -151,9 +145,7 @@ def test_truncated_document_is_malformed_with_its_line():
 
 
 def test_mismatched_tag_is_malformed_with_the_line_in_the_detail():
-    rejected = _rejection(
-        (DCC_CORPUS / "lutaml-dcc" / "fixtures" / "dcclib" / "invalid_syntax.xml").read_bytes()
-    )
+    rejected = _rejection((DCC_CORPUS / "lutaml-dcc" / "fixtures" / "dcclib" / "invalid_syntax.xml").read_bytes())
     assert rejected.code == "malformed"
     assert rejected.line == 7
     assert "mismatch" in rejected.detail
@@ -174,9 +166,7 @@ def test_non_xml_bytes_are_refused_as_not_xml(data):
     assert _rejection(data).code == "not-xml"
 
 
-@pytest.mark.parametrize(
-    "data", [b"", b"   \n\t\r\n", b"\xef\xbb\xbf"], ids=["no-bytes", "whitespace", "bom-only"]
-)
+@pytest.mark.parametrize("data", [b"", b"   \n\t\r\n", b"\xef\xbb\xbf"], ids=["no-bytes", "whitespace", "bom-only"])
 def test_empty_input_is_refused_as_empty(data):
     assert _rejection(data).code == "empty"
 

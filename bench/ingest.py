@@ -1,0 +1,407 @@
+"""Ingest benchmark: validation cost, HTTP ingest throughput and serving-process memory, with PASS/FAIL targets.
+
+Run from the repository root:
+
+    .venv/bin/python bench/ingest.py [--rounds 10] [--clients 4] [--repeats 30]
+
+Every figure is measured in this run next to its baseline, so ratios stay meaningful on any machine:
+
+* validation: `validate_document` (hardened parse + XSD + semantic rules) against plain lxml parse + the
+  cached compiled XSD (`etree.XMLSchema.validate`) on the same files;
+* ingest: a real uvicorn process (the production command) fed by `--clients` httpx threads, each POSTing
+  a unique copy of every corpus file, `--rounds` times over;
+* memory: the serving process's peak RSS (VmHWM) after those rounds.
+
+The corpus is every DCC file of `DCC_CORPUS` up to 50 KB that the hub itself judges valid (schema + rules).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import queue
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# Run as a plain script (`python bench/ingest.py`): make the repository's packages importable.
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+import httpx  # noqa: E402
+from lxml import etree  # noqa: E402
+
+from certificates.schema import _compiled_schema  # noqa: E402
+from certificates.validation import validate_document  # noqa: E402
+from tests.paths import DCC_CORPUS  # noqa: E402
+
+MAX_FILE_BYTES = 50 * 1024
+ADMIN_KEY = "qh_bench_admin_key_0123456789abcdef"
+
+# Targets (see the brief): validation median, ingest throughput, ingest cost vs lxml, peak RSS.
+TARGET_VALIDATION_MS = 3.0
+TARGET_CERTS_PER_S = 150.0
+TARGET_INGEST_VS_LXML = 4.0
+TARGET_PEAK_RSS_MB = 300.0
+
+
+@dataclass(frozen=True)
+class CorpusFile:
+    """One valid corpus document and the DCC version it declares."""
+
+    path: Path
+    content: bytes
+    version: str
+
+
+@dataclass(frozen=True)
+class ValidationFigures:
+    """Per-call timings (seconds) of the hub's validation and of the lxml-only baseline."""
+
+    hub_samples: list[float]
+    lxml_samples: list[float]
+    # Mean over files of each file's median lxml time: the ingest mix weighs every file equally.
+    lxml_per_file_mean: float
+
+
+@dataclass(frozen=True)
+class IngestFigures:
+    """Throughput and latency of the HTTP ingest, and the server's memory."""
+
+    certificates: int
+    wall_seconds: float
+    latencies: list[float]
+    rss_start_mb: float
+    peak_rss_mb: float
+    errors: list[str]
+    # CPU seconds spent during the ingest by the server and by this (client) process: on a small machine
+    # the load generator competes with the server for cores, which the throughput alone would hide.
+    server_cpu_seconds: float
+    client_cpu_seconds: float
+
+
+def load_corpus() -> list[CorpusFile]:
+    """Valid DCC files up to 50 KB; invalid ones are skipped (the hub would refuse them with 422)."""
+    corpus: list[CorpusFile] = []
+    for path in sorted(DCC_CORPUS.rglob("*.xml")):
+        if path.stat().st_size > MAX_FILE_BYTES:
+            continue
+        content = path.read_bytes()
+        report = validate_document(content)
+        if report.valid and report.schema_version:
+            corpus.append(CorpusFile(path=path, content=content, version=report.schema_version))
+    return corpus
+
+
+def _timed(function: Callable[[], object], repeats: int) -> list[float]:
+    samples = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        function()
+        samples.append(time.perf_counter() - started)
+    return samples
+
+
+def measure_validation(corpus: list[CorpusFile], repeats: int) -> ValidationFigures:
+    """Time `validate_document` and the lxml-only baseline back to back per file (same cache state)."""
+    # A plain parser: what "just lxml" costs, without the hub's hardening (prolog scan, depth probe).
+    plain_parser = etree.XMLParser(resolve_entities=False, no_network=True)
+    hub_samples: list[float] = []
+    lxml_samples: list[float] = []
+    per_file_lxml: list[float] = []
+    for item in corpus:
+        # The cached compiled schema the hub uses; compiling is a one-off cost, kept out of both timings.
+        schema = _compiled_schema(item.version).schema
+        validate_document(item.content)  # warm-up (schema compile, rule tables)
+
+        def lxml_only(content: bytes = item.content, schema: etree.XMLSchema = schema) -> object:
+            return schema.validate(etree.fromstring(content, plain_parser))
+
+        def hub(content: bytes = item.content) -> object:
+            return validate_document(content)
+
+        file_lxml = _timed(lxml_only, repeats)
+        hub_samples += _timed(hub, repeats)
+        lxml_samples += file_lxml
+        per_file_lxml.append(statistics.median(file_lxml))
+    return ValidationFigures(hub_samples, lxml_samples, statistics.fmean(per_file_lxml))
+
+
+def unique_copies(corpus: list[CorpusFile], rounds: int) -> list[bytes]:
+    """`rounds` copies of every file, each made unique by a trailing comment.
+
+    The hub refuses a second copy of the same bytes (sha256) with 409; a comment after the root element
+    changes the bytes without changing the document. Built before timing so it costs the run nothing.
+    """
+    return [
+        item.content + f"\n<!-- bench round {round_} file {index} -->\n".encode()
+        for round_ in range(rounds)
+        for index, item in enumerate(corpus)
+    ]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, from /proc/<pid>/stat."""
+    # Fields after the parenthesised command name; utime and stime are the 12th and 13th of those.
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _proc_status_mb(pid: int, field: str) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024  # kB -> MB
+    raise RuntimeError(f"{field} not in /proc/{pid}/status")
+
+
+@contextmanager
+def running_hub(data_dir: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """Start the hub the way production does (uvicorn factory, one process) and wait until it is ready."""
+    port = _free_port()
+    env = {
+        **os.environ,
+        "QIHUB_DATA_DIR": str(data_dir),
+        "QIHUB_BOOTSTRAP_ADMIN_KEY": ADMIN_KEY,
+        "QIHUB_LOG_LEVEL": "WARNING",
+    }
+    log = (data_dir.parent / "server.log").open("wb")
+    # `--log-level warning` as in `qihub serve`: no access-log line per request.
+    command = [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory"]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    server = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if server.poll() is not None:
+                raise RuntimeError(f"the hub exited with {server.returncode}; see {log.name}")
+            try:
+                if httpx.get(f"{base_url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the hub did not become ready within 60 s; see {log.name}")
+            time.sleep(0.1)
+        yield server, base_url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        log.close()
+
+
+def create_lab(base_url: str) -> dict[str, str]:
+    """Register a lab and mint it a key through the admin API; returns the lab's auth header."""
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    with httpx.Client(base_url=base_url, headers=admin, timeout=30) as client:
+        lab = client.post("/api/v1/organizations", json={"name": "Bench Lab", "kind": "lab"})
+        lab.raise_for_status()
+        key = client.post(
+            f"/api/v1/organizations/{lab.json()['id']}/keys",
+            json={"name": "bench", "scopes": ["certificates:read", "certificates:write"]},
+        )
+        key.raise_for_status()
+    return {"Authorization": f"Bearer {key.json()['key']}"}
+
+
+def warm_up(base_url: str, corpus: list[CorpusFile]) -> None:
+    """Validate every file once via /validate (stores nothing): compiles each schema version in the server."""
+    with httpx.Client(base_url=base_url, timeout=30) as client:
+        for item in corpus:
+            response = client.post(
+                "/api/v1/validate", content=item.content, headers={"Content-Type": "application/xml"}
+            )
+            response.raise_for_status()
+
+
+def ingest(
+    base_url: str, auth: dict[str, str], payloads: list[bytes], clients: int
+) -> tuple[float, list[float], list[str]]:
+    """POST every payload from `clients` threads (one keep-alive connection each); wall time, latencies."""
+    work: queue.SimpleQueue[bytes] = queue.SimpleQueue()
+    for payload in payloads:
+        work.put(payload)
+    latencies: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    headers = {**auth, "Content-Type": "application/xml"}
+
+    def client_loop() -> None:
+        own: list[float] = []
+        with httpx.Client(base_url=base_url, headers=headers, timeout=60) as client:
+            while True:
+                try:
+                    payload = work.get_nowait()
+                except queue.Empty:
+                    break
+                started = time.perf_counter()
+                try:
+                    response = client.post("/api/v1/certificates", content=payload)
+                except httpx.TransportError as error:
+                    # A crashed request (server reset the connection) is a failure to report, not a hang.
+                    with lock:
+                        errors.append(f"transport: {error!r}")
+                    continue
+                own.append(time.perf_counter() - started)
+                if response.status_code != 201:
+                    with lock:
+                        errors.append(f"{response.status_code}: {response.text[:200]}")
+        with lock:
+            latencies.extend(own)
+
+    threads = [threading.Thread(target=client_loop) for _ in range(clients)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - started, latencies, errors
+
+
+def measure_ingest(corpus: list[CorpusFile], rounds: int, clients: int) -> IngestFigures:
+    """Run the HTTP ingest against a fresh hub in a temporary data dir."""
+    payloads = unique_copies(corpus, rounds)
+    with (
+        tempfile.TemporaryDirectory(prefix="qihub-bench-") as folder,
+        running_hub(Path(folder) / "data") as (server, base_url),
+    ):
+        auth = create_lab(base_url)
+        warm_up(base_url, corpus)
+        rss_start = _proc_status_mb(server.pid, "VmRSS")
+        server_cpu, client_cpu = _cpu_seconds(server.pid), time.process_time()
+        wall, latencies, errors = ingest(base_url, auth, payloads, clients)
+        server_cpu, client_cpu = _cpu_seconds(server.pid) - server_cpu, time.process_time() - client_cpu
+        peak = _proc_status_mb(server.pid, "VmHWM")
+    return IngestFigures(
+        certificates=len(payloads) - len(errors),
+        wall_seconds=wall,
+        latencies=latencies,
+        rss_start_mb=rss_start,
+        peak_rss_mb=peak,
+        errors=errors,
+        server_cpu_seconds=server_cpu,
+        client_cpu_seconds=client_cpu,
+    )
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.2f} ms"
+
+
+def report(
+    corpus: list[CorpusFile], validation: ValidationFigures, ingest_figures: IngestFigures, clients: int
+) -> bool:
+    """Print the figures and the target table; True when every target passes."""
+    hub_median = statistics.median(validation.hub_samples)
+    lxml_median = statistics.median(validation.lxml_samples)
+    per_certificate = ingest_figures.wall_seconds / max(ingest_figures.certificates, 1)
+    throughput = ingest_figures.certificates / ingest_figures.wall_seconds
+    versions = sorted({item.version for item in corpus})
+    sizes = [len(item.content) for item in corpus]
+
+    print(f"corpus: {len(corpus)} valid DCC files ≤ 50 KB (median {statistics.median(sizes) / 1024:.1f} KB),")
+    print(f"        versions {', '.join(versions)}")
+    print()
+    print("validation (per call, same files, same process)")
+    print(f"  hub validate_document (parse + XSD + rules): median {_ms(hub_median)}")
+    print(f"  lxml parse + XMLSchema.validate only:        median {_ms(lxml_median)}")
+    print(f"  ratio hub / lxml-only:                       {hub_median / lxml_median:.2f}x")
+    print()
+    print(f"HTTP ingest ({ingest_figures.certificates} certificates, {clients} client threads, uvicorn, SQLite)")
+    print(f"  wall {ingest_figures.wall_seconds:.2f} s -> {throughput:.1f} certificates/s")
+    if len(ingest_figures.latencies) >= 2:
+        latencies = ingest_figures.latencies
+        print(
+            f"  request latency median {_ms(statistics.median(latencies))}, "
+            f"p95 {_ms(statistics.quantiles(latencies, n=20)[-1])}"
+        )
+    print(
+        f"  cost per certificate (wall / count) {_ms(per_certificate)} vs lxml-only mean "
+        f"{_ms(validation.lxml_per_file_mean)} -> {per_certificate / validation.lxml_per_file_mean:.2f}x"
+    )
+    count = max(ingest_figures.certificates, 1)
+    print(
+        f"  CPU per certificate: server {_ms(ingest_figures.server_cpu_seconds / count)}, "
+        f"load generator {_ms(ingest_figures.client_cpu_seconds / count)} "
+        f"(server busy {ingest_figures.server_cpu_seconds / ingest_figures.wall_seconds:.0%} of one core, "
+        f"{os.cpu_count()} cores)"
+    )
+    print(
+        f"  server RSS before ingest {ingest_figures.rss_start_mb:.0f} MB, peak (VmHWM) "
+        f"{ingest_figures.peak_rss_mb:.0f} MB"
+    )
+    if ingest_figures.errors:
+        print(f"  {len(ingest_figures.errors)} failed requests, first: {ingest_figures.errors[0]}")
+    print()
+
+    rows = [
+        (
+            "validation median",
+            _ms(hub_median),
+            f"≤ {TARGET_VALIDATION_MS:g} ms",
+            hub_median * 1000 <= TARGET_VALIDATION_MS,
+        ),
+        (
+            "ingest throughput",
+            f"{throughput:.1f} /s",
+            f"≥ {TARGET_CERTS_PER_S:g} /s",
+            throughput >= TARGET_CERTS_PER_S,
+        ),
+        (
+            "full ingest vs lxml-only",
+            f"{per_certificate / validation.lxml_per_file_mean:.2f}x",
+            f"≤ {TARGET_INGEST_VS_LXML:g}x",
+            per_certificate / validation.lxml_per_file_mean <= TARGET_INGEST_VS_LXML,
+        ),
+        (
+            "peak RSS",
+            f"{ingest_figures.peak_rss_mb:.0f} MB",
+            f"≤ {TARGET_PEAK_RSS_MB:g} MB",
+            ingest_figures.peak_rss_mb <= TARGET_PEAK_RSS_MB,
+        ),
+        ("failed requests", str(len(ingest_figures.errors)), "= 0", not ingest_figures.errors),
+    ]
+    print(f"{'metric':<26} {'measured':>12} {'target':>12}  result")
+    for name, measured, target, passed in rows:
+        print(f"{name:<26} {measured:>12} {target:>12}  {'PASS' if passed else 'FAIL'}")
+    return all(passed for *_, passed in rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse options, run both measurements, print the table; exit 1 if any target fails."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=10, help="times the corpus is ingested (default 10)")
+    parser.add_argument("--clients", type=int, default=4, help="concurrent HTTP client threads (default 4)")
+    parser.add_argument("--repeats", type=int, default=30, help="validation timings per file (default 30)")
+    options = parser.parse_args(argv)
+
+    corpus = load_corpus()
+    if not corpus:
+        print(f"no valid DCC files ≤ 50 KB under {DCC_CORPUS}", file=sys.stderr)
+        return 2
+    validation = measure_validation(corpus, options.repeats)
+    ingest_figures = measure_ingest(corpus, options.rounds, options.clients)
+    return 0 if report(corpus, validation, ingest_figures, options.clients) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
