@@ -2,15 +2,21 @@
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import httpx
 import typer
+from fastapi import FastAPI
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from sqlmodel import Session
 
+from api import cli_log, cli_pki, cli_verify
+from api.cli_sign import sign as sign_command
 from certificates.models import ValidationReport
 from certificates.validation import validate_document
 from organizations.models import OrganizationCreate, OrganizationKind, Scope
@@ -25,6 +31,10 @@ demo_app = typer.Typer(help="Demo data.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(admin_app, name="admin")
 app.add_typer(demo_app, name="demo")
+app.add_typer(cli_pki.app, name="pki")
+app.add_typer(cli_log.app, name="log")
+app.command(name="sign")(sign_command)
+app.command(name="verify")(cli_verify.verify)
 
 console = Console()
 errors = Console(stderr=True)
@@ -116,7 +126,27 @@ def _ingest_remote(url: str, key: str, path: Path, *, issue: bool) -> tuple[str,
     return "refused", f"{response.status_code} {body.get('code', '')}: {body.get('detail', '')}"
 
 
-def _ingest_local(engine, organization_id: str, path: Path, *, issue: bool) -> tuple[str, str]:  # noqa: ANN001
+@contextmanager
+def _wired_hub() -> Iterator[FastAPI]:
+    """A fully wired hub without its HTTP server: CLI changes reach the transparency log and graph as API ones do.
+
+    The embedded graph store admits one writing process: while `qihub serve` runs, ingest with --url instead.
+    """
+    from api.app import create_app
+
+    hub = create_app(Settings())
+    try:
+        yield hub
+    finally:
+        hub.state.graph_store.close()
+        hub.state.engine.dispose()
+
+
+def _hub_session(hub: FastAPI) -> AbstractContextManager[Session]:
+    return session_scope(hub.state.engine, hooks=hub.state.hooks)
+
+
+def _ingest_local(hub: FastAPI, organization_id: str, path: Path, *, issue: bool) -> tuple[str, str]:
     from certificates.service import Actor, submit_certificate
     from certificates.xml import XmlRejected, parse_xml
     from organizations.service import get_organization_or_raise
@@ -124,7 +154,8 @@ def _ingest_local(engine, organization_id: str, path: Path, *, issue: bool) -> t
 
     content = path.read_bytes()
     try:
-        with session_scope(engine) as session:
+        # One transaction per file: a refused file leaves the others of the batch intact.
+        with _hub_session(hub) as session:
             organization = get_organization_or_raise(session, organization_id=organization_id)
             certificate, _ = submit_certificate(
                 session,
@@ -156,17 +187,20 @@ def ingest(
     if not url and not org:
         errors.print("local ingest needs --org ORGANIZATION_ID (or use --url and --key)")
         raise typer.Exit(2)
-    engine = None if url else _engine()
     outcomes: list[tuple[Path, str, str]] = []
-    with Progress(
-        TextColumn("ingesting"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=errors
-    ) as progress:
+    with (
+        ExitStack() as stack,
+        Progress(
+            TextColumn("ingesting"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=errors
+        ) as progress,
+    ):
+        hub = None if url else stack.enter_context(_wired_hub())
         task = progress.add_task("ingest", total=len(files))
         for path in files:
-            if url:
-                outcome = _ingest_remote(url, key or "", path, issue=issue)
+            if hub is None:
+                outcome = _ingest_remote(url or "", key or "", path, issue=issue)
             else:
-                outcome = _ingest_local(engine, org or "", path, issue=issue)
+                outcome = _ingest_local(hub, org or "", path, issue=issue)
             outcomes.append((path, *outcome))
             progress.advance(task)
     table = Table(title="Ingest summary")
@@ -260,6 +294,6 @@ def demo_load(
     """Load the demo lab and its certificates once (a second run changes nothing)."""
     from api.demo import load_demo
 
-    with session_scope(_engine()) as session:
+    with _wired_hub() as hub, _hub_session(hub) as session:
         summary = load_demo(session, folder=folder)
     console.print(summary)

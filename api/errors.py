@@ -120,7 +120,9 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(DomainError)
     async def _domain(request: Request, error: DomainError) -> JSONResponse:
-        status = next((code for kind, code in _STATUS_BY_ERROR.items() if isinstance(error, kind)), 400)
+        # A domain error may name its own status (e.g. the graph store's 503 on a query timeout).
+        default = next((code for kind, code in _STATUS_BY_ERROR.items() if isinstance(error, kind)), 400)
+        status = getattr(error, "http_status", None) or default
         return problem_response(
             request,
             status=status,

@@ -45,9 +45,7 @@ UNITS: frozenset[str] = _words(
 )
 
 # R10: no prefix at all; R14: neither prefix nor exponent; R11/R12: one forbidden prefix each.
-_NO_PREFIX = frozenset(
-    {"kilogram", "degreecelsius", "minute", "hour", "day", "hectare", "decibel", "mmhg", "mmHg"}
-)
+_NO_PREFIX = frozenset({"kilogram", "degreecelsius", "minute", "hour", "day", "hectare", "decibel", "mmhg", "mmHg"})
 _NO_PREFIX_NO_EXPONENT = frozenset({"one", "percent", "ppm"})
 _FORBIDDEN_PREFIX = {"gram": "kilo", "bel": "deci"}
 _DIGITAL_UNITS = frozenset({"bit", "byte"})

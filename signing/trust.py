@@ -2,6 +2,7 @@
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from cryptography import x509
 
@@ -29,3 +30,6 @@ class TrustContext:
     crls: list[x509.CertificateRevocationList] = field(default_factory=list)
     # Returns the lab a signing certificate is bound to, or None when the hub knows no binding.
     lab_of_certificate: Callable[[x509.Certificate], LabIdentity | None] | None = None
+    # Certificates revoked in the hub's registry (SHA-256 hex → revocation time). Hub-issued ones are also on
+    # the hub CRL; registered external ones are revoked only here, as their CA's CRL may not list them.
+    revoked_fingerprints: dict[str, datetime] = field(default_factory=dict)

@@ -30,6 +30,7 @@ from certificates.models import (
 from certificates.render import render_certificate_html
 from certificates.service import Actor
 from certificates.xml import parse_xml
+from signing.verification_service import verify_signed_submission
 from storage.errors import InvalidInputError
 from storage.service import find_idempotent_response, save_idempotent_response
 
@@ -104,6 +105,7 @@ def _submit(
     source = "json" if media_type == "application/json" else "xml"
     content = _build_from_json(body) if source == "json" else body
     root = parse_xml(content, max_bytes=settings.max_document_bytes)
+    verify_signed_submission(session, settings=settings, content=content, root=root, organization=actor.organization)
     try:
         certificate, report = service.submit_certificate(
             session, actor=actor, content=content, root=root, issue=issue, public=public, source=source

@@ -168,9 +168,7 @@ def test_every_rule_has_a_description_and_a_severity():
 
 def test_findings_carry_xpath_and_source_line():
     (found,) = only("date-order", ("<dcc:issueDate>2024-02-20", "<dcc:issueDate>2024-02-01"))
-    assert (
-        found.path == "/dcc:digitalCalibrationCertificate/dcc:administrativeData/dcc:coreData/dcc:issueDate"
-    )
+    assert found.path == "/dcc:digitalCalibrationCertificate/dcc:administrativeData/dcc:coreData/dcc:issueDate"
     assert found.line == CLEAN.splitlines().index("      <dcc:issueDate>2024-02-20</dcc:issueDate>") + 1
 
 
@@ -232,9 +230,7 @@ def test_mandatory_language_must_be_used():
 
 @pytest.mark.parametrize("code", ["XY", "de", "DEU"])
 def test_invalid_country_code_is_an_error(code):
-    (found,) = only(
-        "country-code-invalid", (">DE</dcc:countryCodeISO3166_1>", f">{code}</dcc:countryCodeISO3166_1>")
-    )
+    (found,) = only("country-code-invalid", (">DE</dcc:countryCodeISO3166_1>", f">{code}</dcc:countryCodeISO3166_1>"))
     assert found.severity is Severity.error
 
 
@@ -310,9 +306,7 @@ def test_used_methods_declared_per_quantity_satisfy_the_rule():
 
 
 def test_list_of_quantities_without_used_methods_is_an_error():
-    listed = (
-        "<dcc:list><dcc:quantity><dcc:name><dcc:content>x</dcc:content></dcc:name></dcc:quantity></dcc:list>"
-    )
+    listed = "<dcc:list><dcc:quantity><dcc:name><dcc:content>x</dcc:content></dcc:name></dcc:quantity></dcc:list>"
     found = findings((METHODS, ""), ('refId="method-1"', ""), ("<dcc:data>", f"<dcc:data>{listed}"))
     assert {f.path.rsplit("/", 1)[-1] for f in found} == {
         "dcc:list",
@@ -363,16 +357,12 @@ def test_blank_unique_identifier_is_an_error(identifier):
 
 @pytest.mark.parametrize("value", ["§DFM_StartDate§", "2024-02-30", "15.02.2024", ""])
 def test_placeholder_or_malformed_date_is_an_error(value):
-    (found,) = only(
-        "date-invalid", (">2024-02-15</dcc:beginPerformanceDate>", f">{value}</dcc:beginPerformanceDate>")
-    )
+    (found,) = only("date-invalid", (">2024-02-15</dcc:beginPerformanceDate>", f">{value}</dcc:beginPerformanceDate>"))
     assert found.severity is Severity.error
 
 
 def test_end_before_begin_is_an_error():
-    (found,) = only(
-        "date-order", (">2024-02-16</dcc:endPerformanceDate>", ">2024-02-14</dcc:endPerformanceDate>")
-    )
+    (found,) = only("date-order", (">2024-02-16</dcc:endPerformanceDate>", ">2024-02-14</dcc:endPerformanceDate>"))
     assert found.severity is Severity.error
     assert found.path.endswith("dcc:endPerformanceDate")
 
@@ -400,9 +390,7 @@ def test_receipt_after_calibration_end_is_a_warning():
 # --- units ----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "unit", [r"\kgf", r"\°C", "degreeFahrenheit", r"\milli\kilogram", r"\metre\tothe{2", ""]
-)
+@pytest.mark.parametrize("unit", [r"\kgf", r"\°C", "degreeFahrenheit", r"\milli\kilogram", r"\metre\tothe{2", ""])
 def test_non_dsi_unit_is_an_error(unit):
     (found,) = only("dsi-unit-invalid", (r"<si:unit>\degreecelsius<", f"<si:unit>{unit}<"))
     assert found.severity is Severity.error
@@ -423,9 +411,7 @@ def test_hybrid_without_a_dsi_alternative_is_an_error():
 
 def test_every_token_of_a_unit_list_is_checked():
     # this list is one alternative of a hybrid whose other alternative is D-SI, hence only a warning
-    (found,) = only(
-        "dsi-unit-unmarked", (r"<si:unitXMLList>\kelvin<", r"<si:unitXMLList>\kelvin \Kelvin2 \kelvin<")
-    )
+    (found,) = only("dsi-unit-unmarked", (r"<si:unitXMLList>\kelvin<", r"<si:unitXMLList>\kelvin \Kelvin2 \kelvin<"))
     assert "Kelvin2" in found.message
 
 
@@ -441,16 +427,12 @@ def test_undeclared_non_si_unit_in_hybrid_is_an_error():
 
 
 def test_non_si_unit_without_definition_is_an_error():
-    (found,) = only(
-        "non-si-definition-unpaired", ("<dcc:nonSIDefinition>1 inch = 25.4 mm</dcc:nonSIDefinition>", "")
-    )
+    (found,) = only("non-si-definition-unpaired", ("<dcc:nonSIDefinition>1 inch = 25.4 mm</dcc:nonSIDefinition>", ""))
     assert found.severity is Severity.error
 
 
 def test_redundant_unit_list_is_a_warning():
-    (found,) = only(
-        "unit-list-redundant", (r"<si:unitXMLList>\kelvin<", r"<si:unitXMLList>\kelvin \kelvin \kelvin<")
-    )
+    (found,) = only("unit-list-redundant", (r"<si:unitXMLList>\kelvin<", r"<si:unitXMLList>\kelvin \kelvin \kelvin<"))
     assert found.severity is Severity.warning
 
 
@@ -469,9 +451,7 @@ def test_expanded_uncertainty_without_coverage_factor_is_an_error():
 
 
 def test_expanded_uncertainty_list_without_coverage_probability_is_an_error():
-    (found,) = only(
-        "coverage-missing", ("<si:coverageProbabilityXMLList>0.95</si:coverageProbabilityXMLList>", "")
-    )
+    (found,) = only("coverage-missing", ("<si:coverageProbabilityXMLList>0.95</si:coverageProbabilityXMLList>", ""))
     assert "coverageProbabilityXMLList" in found.message
 
 
@@ -495,9 +475,7 @@ def test_coverage_probability_of_one_and_factor_of_one_are_fine():
 
 
 def test_coverage_factor_below_one_is_an_error():
-    (found,) = only(
-        "coverage-factor-range", (">2</si:coverageFactorXMLList>", ">0.5</si:coverageFactorXMLList>")
-    )
+    (found,) = only("coverage-factor-range", (">2</si:coverageFactorXMLList>", ">0.5</si:coverageFactorXMLList>"))
     assert found.severity is Severity.error
 
 
@@ -582,15 +560,11 @@ def test_irregular_list_spacing_is_a_warning(spaced):
 
 # --- older versions -------------------------------------------------------------------------------
 
-INTRANET = (
-    "https://intranet.ptb.de/fileadmin/dokumente/intranet/abteilungen/abteilung_1/Digitaler_Kalibrierschein"
-)
+INTRANET = "https://intranet.ptb.de/fileadmin/dokumente/intranet/abteilungen/abteilung_1/Digitaler_Kalibrierschein"
 
 
 def test_dcc_2_1_0_intranet_namespaces_are_checked():
-    old = CLEAN.replace("https://ptb.de/dcc", f"{INTRANET}/DCC").replace(
-        "https://ptb.de/si", f"{INTRANET}/SI"
-    )
+    old = CLEAN.replace("https://ptb.de/dcc", f"{INTRANET}/DCC").replace("https://ptb.de/si", f"{INTRANET}/SI")
     old = old.replace(' schemaVersion="3.3.0"', "")
     found = findings((r"<si:unit>\degreecelsius<", r"<si:unit>\meter<"), base=old)
     assert {f.rule for f in found} == {"dsi-unit-invalid", "schema-version-outdated"}
@@ -598,8 +572,7 @@ def test_dcc_2_1_0_intranet_namespaces_are_checked():
 
 def test_dsi_1_x_expanded_uncertainty_is_checked():
     old = (
-        "<si:expandedUnc><si:uncertainty>-0.1</si:uncertainty>"
-        "<si:coverageFactor>2</si:coverageFactor></si:expandedUnc>"
+        "<si:expandedUnc><si:uncertainty>-0.1</si:uncertainty><si:coverageFactor>2</si:coverageFactor></si:expandedUnc>"
     )
     start, end = (
         CLEAN.index("<si:measurementUncertaintyUnivariate>"),
@@ -612,10 +585,63 @@ def test_dsi_1_x_expanded_uncertainty_is_checked():
 def test_signature_and_foreign_elements_are_not_inspected():
     ds = "http://www.w3.org/2000/09/xmldsig#"
     foreign = f'<ds:Signature xmlns:ds="{ds}" Id="s"><ds:unit>kgf</ds:unit></ds:Signature>'
+    assert findings(("</dcc:digitalCalibrationCertificate>", f"{foreign}</dcc:digitalCalibrationCertificate>")) == []
+
+
+def test_foreign_elements_sharing_a_rule_element_name_are_ignored():
+    x = 'xmlns:x="urn:example"'
+    foreign = f"<x:content {x}/><x:unit {x}>kgf</x:unit><x:quantity {x}/><x:realListXMLList {x}/>"
+    assert findings(("<dcc:statement>", f"<dcc:statement>{foreign}")) == []
+
+
+def test_dsi_namespace_of_an_unknown_version_is_checked():
+    v9 = CLEAN.replace('xmlns:si="https://ptb.de/si"', 'xmlns:si="https://ptb.de/si/v9.0.0"')
+    (found,) = only("dsi-unit-spelling", (r"<si:unit>\degreecelsius<", r"<si:unit>\degreeCelsius<"), base=v9)
+    assert found.path.endswith("/dcc:quantity[1]/si:real/si:unit")
+
+
+def test_dcc_in_the_default_namespace_is_checked_and_located():
+    default = CLEAN.replace("<dcc:", "<").replace("</dcc:", "</").replace("xmlns:dcc=", "xmlns=")
+    (found,) = only("date-order", ("<issueDate>2024-02-20", "<issueDate>2024-02-01"), base=default)
+    # libxml2's XPath for elements of the default namespace: `*` steps, numbered among all siblings
+    assert found.path == "/*/*[1]/*[2]/*[10]"
+    assert found.line == CLEAN.splitlines().index("      <dcc:issueDate>2024-02-20</dcc:issueDate>") + 1
+
+
+def test_comments_and_processing_instructions_change_nothing():
     assert (
-        findings(("</dcc:digitalCalibrationCertificate>", f"{foreign}</dcc:digitalCalibrationCertificate>"))
+        findings(
+            ("<dcc:coreData>", "<dcc:coreData><?editor x?><!-- core -->"),
+            ('lang="en">Thermometer</dcc:content>', 'lang="en">Thermometer</dcc:content><!-- de: -->'),
+            ("<si:valueXMLList>293.15", "<!-- K --><si:valueXMLList>293.15"),
+            ("<si:hybrid>\n                <si:realListXMLList>", "<si:hybrid><?pi?><!-- h --><si:realListXMLList>"),
+            ("<dcc:usedMethods>", "<dcc:usedMethods><!-- m -->"),
+        )
         == []
     )
+
+
+def test_repeated_language_is_located_at_the_repeated_text_among_untagged_ones():
+    thermometer = '<dcc:content lang="en">Thermometer</dcc:content>'
+    repeated = f'{thermometer}<dcc:content>Glass</dcc:content><dcc:content lang="en">Glas</dcc:content>'
+    (found,) = only("content-lang-duplicate", (thermometer, repeated))
+    assert found.path.endswith("/dcc:item/dcc:name/dcc:content[3]")
+
+
+def test_results_do_not_depend_on_previously_checked_documents():
+    # tag classifications are cached per DCC namespace; a 2.1.0 intranet document must not leak into 3.x
+    intranet = CLEAN.replace("https://ptb.de/dcc", f"{INTRANET}/DCC").replace("https://ptb.de/si", f"{INTRANET}/SI")
+    broken = ((r"<si:unit>\degreecelsius<", r"<si:unit>\meter<"),)
+    first = [f.model_dump() for f in findings(*broken)]
+    assert {f.rule for f in findings(*broken, base=intranet)} == {"dsi-unit-invalid"}
+    assert [f.model_dump() for f in findings(*broken)] == first
+
+
+def test_findings_come_back_sorted_by_line_then_rule():
+    found = check_rules(parse_file(DCCLIB / "invalid_schematron.xml"))
+    keys = [(f.line or 0, f.rule) for f in found]
+    assert len(found) > 30
+    assert keys == sorted(keys)
 
 
 # --- D-SI unit syntax -----------------------------------------------------------------------------
@@ -705,9 +731,7 @@ def test_unit_verdicts_agree_with_ptb_dsiunits_regex():
     # (used in PTB's PLATINUM test set) and knows only \mmHg (PTB's BRONZE set writes \mmhg).
     ours_only = {r"\gram", r"\bel", r"\mmhg", r"\ampere\tothe{+0.5}", r"\ampere\tothe{+0}"}
     ours_only.add(r"\milli\metre\tothe{+0}\nano\second\tothe{-0}")
-    disagreements = {
-        unit for unit in corpus_units() if (check_dsi_unit(unit) is None) != bool(re.match(regex, unit))
-    }
+    disagreements = {unit for unit in corpus_units() if (check_dsi_unit(unit) is None) != bool(re.match(regex, unit))}
     assert disagreements == ours_only
 
 

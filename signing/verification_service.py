@@ -1,0 +1,163 @@
+"""Verification against the hub: its trust context, the registry status, the issuing lab, the transparency log.
+
+`verify_document` (signing/verification.py) knows nothing of the database; this module looks up what the hub
+knows about a document's exact bytes and hands it over, and guards submissions of signed documents.
+"""
+
+import hashlib
+import threading
+import time
+from datetime import datetime
+from typing import Final
+
+from lxml import etree
+from sqlmodel import Session, col, select
+
+from certificates.models import Certificate, CertificateStatus
+from organizations.models import Organization
+from signing.policy import Constraint, ValidationPolicy, load_policy
+from signing.report import CheckResult, RegistryEntry, VerificationReport
+from signing.trust import LabIdentity, TrustContext
+from signing.verification import SIGNATURE_TAG, verify_document
+from storage.errors import InvalidInputError, NotFoundError
+from storage.models import StoredDocument
+from storage.settings import Settings
+
+# Statuses a third party may learn about: a draft is not yet published by its lab.
+PUBLIC_STATUSES = (CertificateStatus.issued, CertificateStatus.revoked, CertificateStatus.superseded)
+
+
+class SignatureInvalidError(InvalidInputError):
+    """A signed submission whose signature does not verify (TOTAL_PASSED) under the hub's policy."""
+
+    code = "signature-invalid"
+    title = "The document's signature is not valid"
+
+
+class SignerNotBoundToLabError(InvalidInputError):
+    """A signed submission whose signing certificate belongs to another lab."""
+
+    code = "signer-not-bound-to-lab"
+    title = "The signer is bound to another lab"
+
+
+# Building the trust context reads the trust registry and signs a fresh hub CRL (about 3 ms): public
+# verifications reuse it for a few seconds, so a change to the trust registry (a new anchor, a revoked signing
+# certificate) reaches them within TRUST_CACHE_SECONDS. Submissions always build a fresh one.
+TRUST_CACHE_SECONDS: Final = 5.0
+_trust_cache: dict[tuple[str, str], tuple[float, TrustContext]] = {}
+_trust_cache_lock = threading.Lock()
+
+
+def hub_trust_context(session: Session, *, settings: Settings, max_age: float = 0.0) -> TrustContext:
+    """The hub's trust context (hub root, external anchors, CRLs, lab bindings), at most `max_age` s old."""
+    from signing.service import trust_context_for
+
+    key = (settings.resolved_database_url, str(settings.resolved_pki_dir.resolve()))
+    now = time.monotonic()
+    cached = _trust_cache.get(key)
+    if cached is not None and now - cached[0] < max_age:
+        return cached[1]
+    trust = trust_context_for(session, settings=settings)
+    with _trust_cache_lock:
+        _trust_cache[key] = (now, trust)
+    return trust
+
+
+def hub_policy(settings: Settings) -> ValidationPolicy:
+    """The configured validation policy (QIHUB_POLICY_FILE), else the default one."""
+    return load_policy(settings.policy_file)
+
+
+def lab_identity(organization: Organization) -> LabIdentity:
+    """A registered organization as the verifier sees a lab (bindings come from the trust context)."""
+    return LabIdentity(
+        organization_id=organization.id, name=organization.name, accreditation_number=organization.accreditation_number
+    )
+
+
+def registry_entry_for(session: Session, *, sha256: str) -> tuple[RegistryEntry, LabIdentity | None]:
+    """What the registry says about these exact bytes (first published registration) and its issuing lab."""
+    certificate = session.exec(
+        select(Certificate)
+        .where(Certificate.sha256 == sha256.lower(), col(Certificate.status).in_([str(s) for s in PUBLIC_STATUSES]))
+        .order_by(col(Certificate.created_at), col(Certificate.id))
+    ).first()
+    if certificate is None:
+        return RegistryEntry(status="unknown"), None
+    organization = session.get(Organization, certificate.organization_id)
+    entry = RegistryEntry(
+        status=certificate.status,
+        certificate_id=certificate.id,
+        organization_id=certificate.organization_id,
+        organization_name=organization.name if organization else None,
+        reason=certificate.status_reason if certificate.status != CertificateStatus.issued else None,
+        superseded_by_id=certificate.superseded_by_id,
+        updated_at=certificate.updated_at,
+    )
+    return entry, lab_identity(organization) if organization else None
+
+
+def _inclusion_proof(session: Session, *, sha256: str, settings: Settings) -> object | None:
+    from signing.transparency import inclusion_proof_for
+
+    return inclusion_proof_for(session, certificate_sha256=sha256, settings=settings)
+
+
+def verify_for_registry(
+    session: Session,
+    *,
+    settings: Settings,
+    data: bytes,
+    at: datetime | None = None,
+    trust: TrustContext | None = None,
+    policy: ValidationPolicy | None = None,
+) -> VerificationReport:
+    """Verify a document with the hub's trust, its registry status, issuing lab and transparency-log proof."""
+    digest = hashlib.sha256(data).hexdigest()
+    entry, lab = registry_entry_for(session, sha256=digest)
+    proof = _inclusion_proof(session, sha256=digest, settings=settings) if entry.status != "unknown" else None
+    return verify_document(
+        data,
+        trust=trust
+        if trust is not None
+        else hub_trust_context(session, settings=settings, max_age=TRUST_CACHE_SECONDS),
+        policy=policy or hub_policy(settings),
+        at=at,
+        registry=entry,
+        expected_lab=lab,
+        inclusion_proof=proof,
+    )
+
+
+def registered_content(session: Session, *, sha256: str) -> bytes:
+    """The stored bytes of a published registry entry with this digest, else NotFoundError."""
+    entry, _ = registry_entry_for(session, sha256=sha256)
+    document = session.get(StoredDocument, sha256.lower()) if entry.status != "unknown" else None
+    if document is None:
+        raise NotFoundError(f"No registered document has the SHA-256 {sha256}.")
+    return document.content
+
+
+def verify_signed_submission(
+    session: Session, *, settings: Settings, content: bytes, root: etree._Element, organization: Organization
+) -> VerificationReport | None:
+    """Refuse a submitted document whose ds:Signature is not TOTAL_PASSED or whose signer is another lab's."""
+    if root.find(SIGNATURE_TAG) is None and root.tag != SIGNATURE_TAG:
+        return None
+    report = verify_document(
+        content,
+        trust=hub_trust_context(session, settings=settings),
+        policy=hub_policy(settings),
+        expected_lab=lab_identity(organization),
+    )
+    extra = {"report": report.model_dump(mode="json", by_alias=True)}
+    binding = report.check(Constraint.lab_binding)
+    if binding is not None and binding.result == CheckResult.FAILED:
+        raise SignerNotBoundToLabError(f"{binding.message}; nothing was stored.", extra=extra)
+    if not report.passed:
+        sub = f"/{report.sub_indication}" if report.sub_indication else ""
+        raise SignatureInvalidError(
+            f"The signature verifies as {report.indication}{sub}; nothing was stored.", extra=extra
+        )
+    return report
