@@ -1,7 +1,9 @@
 """Imports every domain's tables so `SQLModel.metadata` knows them all (migrations, checks)."""
 
 import certificates.models
+import graph.models
 import organizations.models
+import signing.models
 import storage.models
 
-DOMAIN_TABLE_MODULES = [storage.models, organizations.models, certificates.models]
+DOMAIN_TABLE_MODULES = [storage.models, organizations.models, certificates.models, graph.models, signing.models]

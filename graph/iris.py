@@ -58,3 +58,28 @@ def accreditation_iri(body: str, number: str) -> str:
 def conformity_certificate_iri(scheme: str, number: str) -> str:
     """A product conformity certificate by scheme and number."""
     return f"{ID_BASE}conformity-certificate/{_slug(scheme)}/{_slug(number)}"
+
+
+def standard_graph_iri(code: str) -> str:
+    """The named graph holding one standard's mapping (rewritten whenever the standard is imported again)."""
+    return f"{GRAPH_BASE}standard/{_slug(code)}"
+
+
+def accreditation_graph_iri(body: str, number: str) -> str:
+    """The named graph holding one accreditation and its scope."""
+    return f"{GRAPH_BASE}accreditation/{_slug(body)}/{_slug(number)}"
+
+
+def conformity_certificate_graph_iri(scheme: str, number: str) -> str:
+    """The named graph holding one product conformity certificate."""
+    return f"{GRAPH_BASE}conformity-certificate/{_slug(scheme)}/{_slug(number)}"
+
+
+def clause_iri(code: str, number: str) -> str:
+    """A numbered clause of a standard (e.g. clause '7.8.4.3' of 'ISO/IEC 17025:2017')."""
+    return f"{standard_iri(code)}/clause/{_slug(number)}"
+
+
+def named_organization_iri(name: str) -> str:
+    """An organization known only by name: an accreditation or certification body, an unregistered holder."""
+    return f"{ID_BASE}organization-name/{_digest(name)}"

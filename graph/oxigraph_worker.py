@@ -1,0 +1,261 @@
+"""A worker process of the embedded Oxigraph store: the single writer, or one of the query readers.
+
+Run as `python oxigraph_worker.py writer|reader <directory>` by `graph.embedded`; requests and answers are
+pickled tuples on stdin/stdout (stdout is re-pointed to stderr so stray prints cannot corrupt the channel).
+The file imports only the standard library and pyoxigraph: it starts fast and needs no package path.
+
+* The writer owns the read-write store. After every change it writes a checkpoint (RocksDB hard links,
+  milliseconds) that readers open read-only: readers never touch a directory another process writes, which
+  RocksDB leaves undefined.
+* A reader evaluates queries on the checkpoint it is told to use. The parent kills it when a query overruns
+  its timeout: that is what really stops an Oxigraph query, which has no timeout of its own in Python.
+"""
+
+import contextlib
+import os
+import re
+import signal
+import sys
+import traceback
+from itertools import islice
+from multiprocessing.connection import Connection
+from typing import Any
+
+import pyoxigraph as ox
+
+_PREFIX = re.compile(r"(?i)PREFIX\s+([A-Za-z][\w.-]*)?:\s*<([^<>\s]*)>")
+
+
+class _CapReachedError(Exception):
+    """Raised inside the result writer to stop evaluation once the cap is exceeded."""
+
+
+class _CappedLines:
+    """A binary sink keeping the first `limit` lines and stopping the writer (and the query) after them."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.lines = 0
+        self.parts: list[bytes] = []
+        self.truncated = False
+
+    def write(self, data: Any) -> int:
+        """Keep the chunk up to the line limit; raise once a line beyond it arrives."""
+        chunk = bytes(data)
+        if not chunk:
+            return 0
+        room = self.limit - self.lines
+        if room <= 0:
+            self.truncated = True
+            raise _CapReachedError
+        newlines = chunk.count(b"\n")
+        if newlines < room or (newlines == room and chunk.endswith(b"\n")):
+            self.parts.append(chunk)
+            self.lines += newlines
+            return len(chunk)
+        # Keep up to the room-th newline; anything after it is a row beyond the cap.
+        cut = -1
+        for _ in range(room):
+            cut = chunk.index(b"\n", cut + 1)
+        self.parts.append(chunk[: cut + 1])
+        self.lines = self.limit
+        self.truncated = True
+        raise _CapReachedError
+
+    def flush(self) -> None:
+        """Nothing is buffered here."""
+        return None
+
+
+def _graph(iri: str | None) -> ox.NamedNode | ox.DefaultGraph:
+    return ox.DefaultGraph() if iri is None else ox.NamedNode(iri)
+
+
+def _query(store: ox.Store, request: dict[str, Any]) -> tuple[str, str, bytes, bool, int | None]:
+    options: dict[str, Any] = {"use_default_graph_as_union": request["union"], "base_iri": request["base_iri"]}
+    if request["default_graphs"] is not None:
+        options["default_graph"] = [ox.NamedNode(iri) for iri in request["default_graphs"]]
+        options["named_graphs"] = [ox.NamedNode(iri) for iri in request["named_graphs"]]
+    result = store.query(request["sparql"], **options)
+    cap = request["cap"]
+    if isinstance(result, ox.QueryBoolean):
+        media_type = request["results_media_type"]
+        body = result.serialize(format=ox.QueryResultsFormat.from_media_type(media_type))
+        return "ask", media_type, body, False, None
+    if isinstance(result, ox.QuerySolutions):
+        # TSV has exactly one line per row, so the cap is counted on newlines while Oxigraph streams; raising
+        # in the sink stops the evaluation itself. Other formats are re-encoded from the kept TSV (in Rust).
+        sink = _CappedLines(cap + 1)  # the header line plus `cap` rows
+        with contextlib.suppress(_CapReachedError):
+            result.serialize(sink, format=ox.QueryResultsFormat.TSV)
+        tsv = _reorder_columns(b"".join(sink.parts), request.get("variable_order"))
+        media_type = request["results_media_type"]
+        results_format = ox.QueryResultsFormat.from_media_type(media_type)
+        if results_format == ox.QueryResultsFormat.TSV:
+            body = tsv
+        else:
+            body = ox.parse_query_results(tsv, format=ox.QueryResultsFormat.TSV).serialize(format=results_format)
+        return "select", media_type, body, sink.truncated, max(sink.lines - 1, 0)
+    triples = list(islice(result, cap + 1))
+    truncated = len(triples) > cap
+    del triples[cap:]
+    media_type = request["graph_media_type"]
+    body = ox.serialize(triples, format=ox.RdfFormat.from_media_type(media_type), prefixes=_prefixes(request["sparql"]))
+    return "graph", media_type, body or b"", truncated, len(triples)
+
+
+def _reorder_columns(tsv: bytes, order: list[str] | None) -> bytes:
+    """Put `SELECT *` columns in the order the query mentions them (Oxigraph sorts them by name)."""
+    if not order:
+        return tsv
+    lines = tsv.split(b"\n")
+    header = lines[0].split(b"\t") if lines[0] else []
+    names = [cell[1:].decode() for cell in header]
+    rank = {name: position for position, name in enumerate(order)}
+    wanted = sorted(range(len(names)), key=lambda index: (rank.get(names[index], len(rank)), index))
+    if wanted == list(range(len(names))):
+        return tsv
+    rows = lines[:-1]  # the text ends with a newline
+    out = []
+    for row in rows:
+        cells = row.split(b"\t")
+        out.append(b"\t".join(cells[index] for index in wanted) if len(cells) == len(names) else row)
+    return b"\n".join(out) + b"\n"
+
+
+def _prefixes(sparql: str) -> dict[str, str]:
+    # Only for pretty Turtle/RDF-XML/JSON-LD output: a missed or odd declaration changes nothing but looks.
+    return {prefix or "": iri for prefix, iri in _PREFIX.findall(sparql) if iri.startswith(("http", "urn"))}
+
+
+def _export(store: ox.Store, graph_iri: str | None, media_type: str) -> bytes | None:
+    graph = _graph(graph_iri)
+    if graph_iri is not None and not store.contains_named_graph(graph):
+        return None
+    triples = (quad.triple for quad in store.quads_for_pattern(None, None, None, graph))
+    return ox.serialize(triples, format=ox.RdfFormat.from_media_type(media_type)) or b""
+
+
+def _replace(store: ox.Store, graph_iri: str | None, ntriples: bytes) -> None:
+    # One SPARQL update is one transaction: nobody, not even a crash, sees the graph dropped but not refilled.
+    # N-Triples is valid INSERT DATA syntax, and Oxigraph applies it faster than a transactional load.
+    if graph_iri is None:
+        text = b"DROP SILENT DEFAULT ; INSERT DATA {\n" + ntriples + b"\n}"
+    else:
+        iri = ox.NamedNode(graph_iri).value.encode()
+        text = b"DROP SILENT GRAPH <" + iri + b"> ; INSERT DATA { GRAPH <" + iri + b"> {\n" + ntriples + b"\n} }"
+    store.update(text.decode())
+    if graph_iri is not None:
+        store.add_graph(ox.NamedNode(graph_iri))  # an empty replacement still leaves the graph existing
+
+
+def _writer_call(store: ox.Store, operation: str, arguments: tuple[Any, ...]) -> Any:
+    if operation == "replace":
+        _replace(store, *arguments)
+    elif operation == "add":
+        (nquads,) = arguments
+        store.load(nquads, format=ox.RdfFormat.N_QUADS)
+    elif operation == "bulk":
+        (nquads,) = arguments
+        store.bulk_load(nquads, format=ox.RdfFormat.N_QUADS)
+    elif operation == "merge":
+        graph_iri, ntriples = arguments
+        store.load(ntriples, format=ox.RdfFormat.N_TRIPLES, to_graph=_graph(graph_iri))
+        if graph_iri is not None:
+            store.add_graph(ox.NamedNode(graph_iri))
+    elif operation == "drop":
+        (graph_iri,) = arguments
+        graph = _graph(graph_iri)
+        existed = graph_iri is None or store.contains_named_graph(graph)
+        if graph_iri is None:
+            store.clear_graph(graph)
+        elif existed:
+            store.remove_graph(graph)
+        return existed
+    elif operation == "update":
+        sparql, base_iri = arguments
+        store.update(sparql, base_iri=base_iri)
+    elif operation == "clear":
+        store.clear()
+    else:
+        raise ValueError(f"unknown writer operation {operation!r}")
+    return None
+
+
+def _reader_call(store: ox.Store, operation: str, arguments: tuple[Any, ...]) -> Any:
+    if operation == "query":
+        return _query(store, arguments[0])
+    if operation == "export":
+        return _export(store, *arguments)
+    if operation == "names":
+        return [graph.value for graph in store.named_graphs() if isinstance(graph, ox.NamedNode)]
+    if operation == "count":
+        return len(store)
+    if operation == "exists":
+        (graph_iri,) = arguments
+        return graph_iri is None or store.contains_named_graph(ox.NamedNode(graph_iri))
+    raise ValueError(f"unknown reader operation {operation!r}")
+
+
+def _failure(error: BaseException) -> tuple[str, str, str]:
+    if isinstance(error, SyntaxError):
+        kind = "syntax"
+    elif isinstance(error, ValueError):
+        kind = "value"
+    elif isinstance(error, OSError):
+        kind = "io"
+    elif isinstance(error, RuntimeError):
+        kind = "runtime"  # e.g. CREATE GRAPH of an existing graph
+    else:
+        kind = "internal"
+        traceback.print_exc(file=sys.stderr)
+    return ("err", kind, str(error) or type(error).__name__)
+
+
+def main(role: str, directory: str) -> None:
+    """Serve requests from the parent until it closes the channel."""
+    # Ctrl-C reaches the whole process group: the parent decides when workers stop (the channel closes).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    channel_out = os.dup(1)
+    os.dup2(2, 1)  # anything printed by libraries goes to stderr, never into the channel
+    inbox = Connection(0, writable=False)
+    outbox = Connection(channel_out, readable=False)
+    store: ox.Store | None = None
+    snapshot: str | None = None
+    try:
+        if role == "writer":
+            store = ox.Store(directory)
+        outbox.send(("ready", os.getpid()))
+    except BaseException as error:
+        outbox.send(_failure(error))
+        return
+    while True:
+        try:
+            request = inbox.recv()
+        except EOFError:
+            return
+        operation, arguments = request[0], request[1:]
+        try:
+            if role == "writer":
+                assert store is not None
+                if operation == "backup":
+                    (target,) = arguments
+                    store.backup(target)
+                    answer: Any = None
+                else:
+                    answer = _writer_call(store, operation, arguments)
+            else:
+                wanted, arguments = arguments[0], arguments[1:]
+                if wanted != snapshot:
+                    store = None  # release the previous checkpoint's files before opening the next
+                    store = ox.Store.read_only(wanted)
+                    snapshot = wanted
+                assert store is not None
+                answer = _reader_call(store, operation, arguments)
+            outbox.send(("ok", answer))
+        except BaseException as error:
+            outbox.send(_failure(error))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])
