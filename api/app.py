@@ -1,5 +1,7 @@
 """The FastAPI app factory: settings in, a fully wired hub out (database migrated, admin bootstrapped)."""
 
+from types import ModuleType
+
 from fastapi import FastAPI
 
 from api.errors import install_problem_handlers
@@ -66,8 +68,8 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     install_metrics(app, app.state.metrics)
     install_trust(app)
     install_graph(app)
-    routers = (health, validate, signing, certificates, organizations, pki, tsa, verification, transparency)
-    routers += (sparql, rdf_graphs, standards, conformity, queries, pages)
+    routers: list[ModuleType] = [health, validate, signing, certificates, organizations, pki, tsa, verification]
+    routers += [transparency, sparql, rdf_graphs, standards, conformity, queries, pages]
     for module in routers:
         app.include_router(module.router)
     return app

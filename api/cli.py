@@ -206,10 +206,10 @@ def ingest(
     table = Table(title="Ingest summary")
     for column in ("file", "outcome", "certificate id / reason"):
         table.add_column(column)
-    for path, outcome, detail in outcomes:
-        table.add_row(str(path), outcome, detail)
+    for path, verdict, detail in outcomes:
+        table.add_row(str(path), verdict, detail)
     console.print(table)
-    registered = sum(1 for _, outcome, _ in outcomes if outcome == "registered")
+    registered = sum(1 for _, verdict, _ in outcomes if verdict == "registered")
     console.print(f"{registered} registered, {len(outcomes) - registered} refused, {len(files)} files")
     raise typer.Exit(0 if registered == len(files) else 1)
 

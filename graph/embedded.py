@@ -108,7 +108,7 @@ class _Worker:
             loop = asyncio.get_running_loop()
             readable = loop.create_future()
             descriptor = self._inbox.fileno()
-            loop.add_reader(descriptor, lambda: readable.done() or readable.set_result(None))
+            loop.add_reader(descriptor, lambda: None if readable.done() else readable.set_result(None))
             try:
                 await asyncio.wait_for(readable, max(0.0, deadline - time.monotonic()))
             except TimeoutError:

@@ -80,28 +80,29 @@ def _query(store: ox.Store, request: dict[str, Any]) -> tuple[str, str, bytes, b
     cap = request["cap"]
     if isinstance(result, ox.QueryBoolean):
         media_type = request["results_media_type"]
-        body = result.serialize(format=ox.QueryResultsFormat.from_media_type(media_type))
+        body = result.serialize(format=ox.QueryResultsFormat.from_media_type(media_type)) or b""
         return "ask", media_type, body, False, None
     if isinstance(result, ox.QuerySolutions):
         # TSV has exactly one line per row, so the cap is counted on newlines while Oxigraph streams; raising
         # in the sink stops the evaluation itself. Other formats are re-encoded from the kept TSV (in Rust).
         sink = _CappedLines(cap + 1)  # the header line plus `cap` rows
         with contextlib.suppress(_CapReachedError):
-            result.serialize(sink, format=ox.QueryResultsFormat.TSV)
+            result.serialize(sink, format=ox.QueryResultsFormat.TSV)  # type: ignore[arg-type]  # a write() sink
         tsv = _reorder_columns(b"".join(sink.parts), request.get("variable_order"))
         media_type = request["results_media_type"]
         results_format = ox.QueryResultsFormat.from_media_type(media_type)
         if results_format == ox.QueryResultsFormat.TSV:
             body = tsv
         else:
-            body = ox.parse_query_results(tsv, format=ox.QueryResultsFormat.TSV).serialize(format=results_format)
+            body = ox.parse_query_results(tsv, format=ox.QueryResultsFormat.TSV).serialize(format=results_format) or b""
         return "select", media_type, body, sink.truncated, max(sink.lines - 1, 0)
     triples = list(islice(result, cap + 1))
     truncated = len(triples) > cap
     del triples[cap:]
     media_type = request["graph_media_type"]
-    body = ox.serialize(triples, format=ox.RdfFormat.from_media_type(media_type), prefixes=_prefixes(request["sparql"]))
-    return "graph", media_type, body or b"", truncated, len(triples)
+    rdf_format = ox.RdfFormat.from_media_type(media_type)
+    graph_body = ox.serialize(triples, format=rdf_format, prefixes=_prefixes(request["sparql"])) or b""
+    return "graph", media_type, graph_body, truncated, len(triples)
 
 
 def _reorder_columns(tsv: bytes, order: list[str] | None) -> bytes:

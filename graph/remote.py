@@ -187,10 +187,13 @@ class RemoteSparqlStore:
         self, reader: _StreamReader, cap: int, media_type: str, order: list[str] | None
     ) -> QueryOutcome:
         try:
-            parsed = pyoxigraph.parse_query_results(reader, format=pyoxigraph.QueryResultsFormat.JSON)
+            # The reader is a file-like view of the streamed body (read()), which the parser accepts.
+            parsed = pyoxigraph.parse_query_results(reader, format=pyoxigraph.QueryResultsFormat.JSON)  # type: ignore[arg-type]
             results_format = RESULTS_FORMATS[media_type]
             if isinstance(parsed, pyoxigraph.QueryBoolean):
-                return QueryOutcome(form="ask", media_type=media_type, body=parsed.serialize(format=results_format))
+                # serialize() without an output returns the bytes (its stub also allows None).
+                body = parsed.serialize(format=results_format) or b""
+                return QueryOutcome(form="ask", media_type=media_type, body=body)
             variables = [variable.value for variable in parsed.variables]
             if order:  # SELECT *: the order the query mentions them, not the server's
                 rank = {name: position for position, name in enumerate(order)}
@@ -208,7 +211,7 @@ class RemoteSparqlStore:
             lines.append("\t".join("" if (term := row[name]) is None else str(term) for name in variables))
         tsv = ("\n".join(lines) + "\n").encode()
         solutions = pyoxigraph.parse_query_results(tsv, format=pyoxigraph.QueryResultsFormat.TSV)
-        body = solutions.serialize(format=results_format)
+        body = solutions.serialize(format=results_format) or b""
         return QueryOutcome(form="select", media_type=media_type, body=body, truncated=truncated, count=len(rows))
 
     def _graph_outcome(
@@ -216,7 +219,11 @@ class RemoteSparqlStore:
     ) -> QueryOutcome:
         try:
             triples = [
-                quad.triple for quad in islice(pyoxigraph.parse(reader, format=pyoxigraph.RdfFormat.N_TRIPLES), cap + 1)
+                quad.triple
+                for quad in islice(
+                    pyoxigraph.parse(reader, format=pyoxigraph.RdfFormat.N_TRIPLES),  # type: ignore[arg-type]
+                    cap + 1,
+                )
             ]
         except SyntaxError as error:
             raise GraphStoreUnavailableError(

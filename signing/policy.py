@@ -29,7 +29,7 @@ class Level(StrEnum):
 class Constraint(StrEnum):
     """The checks of a verification report, in report order; each is one constraint of the policy."""
 
-    format = "format"
+    format = "format"  # type: ignore[assignment]  # the check's name; shadows str.format on purpose
     dcc_schema = "dcc-schema"
     signing_certificate = "signing-certificate"
     signature_scope = "signature-scope"

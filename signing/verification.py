@@ -583,7 +583,8 @@ def _validate_chain(
 def _effective_anchors(anchors: list[x509.Certificate]) -> tuple[list[x509.Certificate], list[x509.Certificate]]:
     """Anchors whose own issuer is an anchor too become intermediates: same trust, and certvalidator can then
     validate CRLs those CAs issue (it cannot build a CRL issuer's path that ends at an intermediate anchor)."""
-    kept, demoted = [], []
+    kept: list[x509.Certificate] = []
+    demoted: list[x509.Certificate] = []
     for anchor in anchors:
         issuer = next(
             (
@@ -1155,7 +1156,7 @@ def _verify_crypto(run: _Verification) -> None:
     if signed_properties is not None:
         # From here on only what signxml returns as signed is read.
         run.signed_properties_xml = signed_properties.signed_xml
-        signing_time = signed_properties.signed_xml.findtext(
+        signing_time = signed_properties.signed_xml.findtext(  # type: ignore[union-attr]
             "xades:SignedSignatureProperties/xades:SigningTime", namespaces=NS
         )
         if signing_time:
@@ -1573,11 +1574,9 @@ def _check_transparency(run: _Verification, registry: RegistryEntry | None, proo
     if entry is not None and getattr(entry, "sha256", run.document_sha256).lower() != run.document_sha256:
         checks.failed(Constraint.transparency, "the inclusion proof is for another document")
         return
-    try:
-        from signing.transparency import verify_inclusion_proof
-    except ImportError:
-        verify_inclusion_proof = None
-    if verify_inclusion_proof is not None and not verify_inclusion_proof(proof):  # type: ignore[arg-type]
+    from signing.transparency import InclusionProof, verify_inclusion_proof
+
+    if isinstance(proof, InclusionProof) and not verify_inclusion_proof(proof):
         checks.failed(Constraint.transparency, "the inclusion proof does not lead to the signed tree head's root")
         return
     checks.passed(

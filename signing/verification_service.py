@@ -99,9 +99,16 @@ def registry_entry_for(session: Session, *, sha256: str) -> tuple[RegistryEntry,
 
 
 def _inclusion_proof(session: Session, *, sha256: str, settings: Settings) -> object | None:
-    from signing.transparency import inclusion_proof_for
+    from signing.transparency import inclusion_proof_for, log_public_key, verify_tree_head
 
-    return inclusion_proof_for(session, certificate_sha256=sha256, settings=settings)
+    proof = inclusion_proof_for(session, certificate_sha256=sha256, settings=settings)
+    if proof is None:
+        return None
+    # A tree head the log key did not sign proves nothing: report it as no proof at all.
+    public_key = log_public_key(settings, create=False)
+    if public_key is None or not verify_tree_head(proof.signed_tree_head, public_key=public_key):
+        return None
+    return proof
 
 
 def verify_for_registry(

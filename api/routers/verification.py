@@ -30,7 +30,7 @@ XML_BODY = {
     "required": True,
     "content": {"application/xml": {"schema": {"type": "string", "description": "A signed XML document (DCC)"}}},
 }
-REPORT_RESPONSE = {
+REPORT_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "The verification report (ETSI EN 319 102-1 indications), as JSON or a readable page",
         "content": {
@@ -127,7 +127,7 @@ async def verify_page(
     at: Annotated[str | None, Query(max_length=64)] = None,
 ) -> HTMLResponse:
     """A page for third parties: paste a SHA-256 or upload a file, read the report."""
-    values = {"sha256": sha256, "at": at}
+    values: dict[str, Any] = {"sha256": sha256, "at": at}
     if not sha256:
         return HTMLResponse(_render(show_form=True, **values))
     try:
