@@ -30,6 +30,7 @@ softhsm:
 
 test: $(STAMP) softhsm
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 lint: $(STAMP)

@@ -138,6 +138,7 @@ def _wired_hub() -> Iterator[FastAPI]:
     try:
         yield hub
     finally:
+        hub.state.graph_mapper.close()  # drains the queue: every ingested certificate reaches the graph
         hub.state.graph_store.close()
         hub.state.engine.dispose()
 

@@ -111,6 +111,39 @@ class CertificateCreated(CertificateRead):
     findings: list[Finding]
 
 
+class BatchItemStatus(StrEnum):
+    """What became of one entry of a batch submission."""
+
+    registered = "registered"
+    refused = "refused"
+
+
+class BatchItemProblem(ApiSchema):
+    """Why one entry of a batch was refused: a problem `code`, a human `detail`, validation findings if any."""
+
+    code: str
+    detail: str
+    findings: list[Finding] | None = None
+
+
+class BatchItemOutcome(ApiSchema):
+    """One entry of a batch: registered (with its certificate id) or refused (with its problem)."""
+
+    name: str = PydanticField(description="The entry's name in the ZIP archive")
+    status: BatchItemStatus
+    id: str | None = PydanticField(default=None, description="The registered certificate's id")
+    sha256: str | None = PydanticField(default=None, description="SHA-256 of the entry's bytes")
+    problem: BatchItemProblem | None = None
+
+
+class BatchSubmissionResult(ApiSchema):
+    """Answer to a batch submission: counts and one outcome per archive entry, in archive order."""
+
+    registered: int
+    refused: int
+    items: list[BatchItemOutcome]
+
+
 class CertificateWithContent(CertificateRead):
     """A registry entry with its document exported as JSON."""
 

@@ -2,9 +2,11 @@
 
 import base64
 import uuid
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from lxml import etree
+from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
 from certificates.findings import Severity
@@ -19,9 +21,11 @@ from certificates.models import (
 )
 from certificates.summary import summarize_certificate
 from certificates.validation import validate_root
+from certificates.xml import XmlRejected, parse_xml
 from organizations.models import ApiKey, Organization, OrganizationKind
 from storage.errors import (
     ConflictError,
+    DomainError,
     InvalidInputError,
     InvalidTransitionError,
     NotFoundError,
@@ -71,7 +75,16 @@ class DocumentRejectedError(InvalidInputError):
         self.report = report
 
 
-def _record(session: Session, actor: Actor, certificate: Certificate, action: str, **fields: object) -> None:
+def _record(
+    session: Session,
+    actor: Actor,
+    certificate: Certificate,
+    action: str,
+    *,
+    reason: str | None = None,
+    details: dict[str, object] | None = None,
+    flush: bool = True,
+) -> None:
     record_event(
         session,
         subject_kind=SUBJECT,
@@ -79,38 +92,34 @@ def _record(session: Session, actor: Actor, certificate: Certificate, action: st
         action=action,
         actor_organization_id=actor.organization.id,
         actor_key_id=actor.key_id,
-        reason=fields.pop("reason", None),  # type: ignore[arg-type]
-        details=dict(fields),
+        reason=reason,
+        details=details or {},
+        flush=flush,
     )
 
 
-def submit_certificate(
-    session: Session,
-    *,
-    actor: Actor,
-    content: bytes,
-    root: etree._Element,
-    content_type: str = "application/xml",
-    issue: bool = False,
-    public: bool = False,
-    source: str = "xml",
-) -> tuple[Certificate, ValidationReport]:
-    """Validate and register a parsed document; an invalid one is refused and nothing is stored."""
+def _valid_report(root: etree._Element) -> ValidationReport:
+    """Schema + rules; an invalid document is refused with its findings."""
     report = validate_root(root)
     if not report.valid:
         raise DocumentRejectedError(report)
-    digest = sha256_hex(content)
-    existing = session.exec(
-        select(Certificate).where(Certificate.organization_id == actor.organization.id, Certificate.sha256 == digest)
-    ).first()
-    if existing is not None:
-        raise ConflictError(
-            f"This document is already registered as certificate {existing.id}.",
-            extra={"certificateId": existing.id},
-        )
+    return report
+
+
+def _new_certificate(
+    actor: Actor,
+    *,
+    root: etree._Element,
+    report: ValidationReport,
+    digest: str,
+    size: int,
+    content_type: str,
+    issue: bool,
+    public: bool,
+) -> Certificate:
+    """The registry row of a validated document (not yet added to the session)."""
     summary = summarize_certificate(root)
-    store_document(session, content=content, content_type=content_type)
-    certificate = Certificate(
+    return Certificate(
         organization_id=actor.organization.id,
         kind=CertificateKind.calibration_certificate,
         schema_version=report.schema_version,
@@ -126,12 +135,170 @@ def submit_certificate(
         public=public,
         sha256=digest,
         content_type=content_type,
+        size=size,
+    )
+
+
+def _already_registered(certificate_id: str) -> ConflictError:
+    return ConflictError(
+        f"This document is already registered as certificate {certificate_id}.",
+        extra={"certificateId": certificate_id},
+    )
+
+
+def submit_certificate(
+    session: Session,
+    *,
+    actor: Actor,
+    content: bytes,
+    root: etree._Element,
+    content_type: str = "application/xml",
+    issue: bool = False,
+    public: bool = False,
+    source: str = "xml",
+) -> tuple[Certificate, ValidationReport]:
+    """Validate and register a parsed document; an invalid one is refused and nothing is stored."""
+    report = _valid_report(root)
+    digest = sha256_hex(content)
+    existing = session.exec(
+        select(Certificate).where(Certificate.organization_id == actor.organization.id, Certificate.sha256 == digest)
+    ).first()
+    if existing is not None:
+        raise _already_registered(existing.id)
+    store_document(session, content=content, content_type=content_type)
+    certificate = _new_certificate(
+        actor,
+        root=root,
+        report=report,
+        digest=digest,
         size=len(content),
+        content_type=content_type,
+        issue=issue,
+        public=public,
     )
     session.add(certificate)
     session.flush()
-    _record(session, actor, certificate, "submitted", sha256=digest, source=source, status=certificate.status)
+    _record(
+        session,
+        actor,
+        certificate,
+        "submitted",
+        details={"sha256": digest, "source": source, "status": certificate.status},
+    )
     return certificate, report
+
+
+DocumentCheck = Callable[[bytes, etree._Element], object]
+"""An extra per-document check before registering (e.g. signature verification); raises a DomainError."""
+
+_IN_CHUNK = 500  # digests per IN (...) query: well under every database's bound-parameter limit
+
+
+@dataclass
+class BatchOutcome:
+    """One document of a batch: its certificate once registered, or the error that refused it."""
+
+    name: str
+    sha256: str
+    certificate: Certificate | None = None
+    error: XmlRejected | DomainError | None = None
+
+
+def _chunks(values: Sequence[str]) -> Iterator[Sequence[str]]:
+    for start in range(0, len(values), _IN_CHUNK):
+        yield values[start : start + _IN_CHUNK]
+
+
+def submit_certificates(
+    session: Session,
+    *,
+    actor: Actor,
+    documents: Sequence[tuple[str, bytes]],
+    max_bytes: int,
+    content_type: str = "application/xml",
+    issue: bool = False,
+    public: bool = False,
+    source: str = "zip",
+    check: DocumentCheck | None = None,
+) -> list[BatchOutcome]:
+    """Register many documents in the caller's transaction, each on its own merits.
+
+    Every document is parsed and validated like `submit_certificate`; a malformed, invalid or duplicate one
+    (same bytes earlier in the batch, or already registered by this organization) is reported in its
+    outcome and the others still register. The valid ones are inserted together (one existence query, one
+    flush per table) and each gets its "submitted" audit event, so event listeners see them as single
+    submissions. Outcomes come back in the order of `documents`.
+    """
+    outcomes: list[BatchOutcome] = []
+    # The parsed trees are dropped as soon as each row is built: a large batch never holds them all.
+    prepared: list[tuple[BatchOutcome, Certificate, bytes]] = []
+    accepted: dict[str, str] = {}  # digest -> name of the entry that brought it
+    for name, content in documents:
+        outcome = BatchOutcome(name=name, sha256=sha256_hex(content))
+        outcomes.append(outcome)
+        first = accepted.get(outcome.sha256)
+        if first is not None:
+            outcome.error = ConflictError(f"The same bytes as entry {first!r} of this batch.")
+            continue
+        try:
+            root = parse_xml(content, max_bytes=max_bytes)
+            report = _valid_report(root)
+            if check is not None:
+                check(content, root)
+        except (XmlRejected, DomainError) as error:
+            outcome.error = error
+            continue
+        accepted[outcome.sha256] = name
+        certificate = _new_certificate(
+            actor,
+            root=root,
+            report=report,
+            digest=outcome.sha256,
+            size=len(content),
+            content_type=content_type,
+            issue=issue,
+            public=public,
+        )
+        prepared.append((outcome, certificate, content))
+    if not prepared:
+        return outcomes
+
+    digests = [outcome.sha256 for outcome, _, _ in prepared]
+    registered: dict[str, str] = {}
+    stored: set[str] = set()
+    for chunk in _chunks(digests):
+        registered.update(
+            session.exec(
+                select(Certificate.sha256, Certificate.id).where(
+                    Certificate.organization_id == actor.organization.id, col(Certificate.sha256).in_(chunk)
+                )
+            ).all()
+        )
+        stored.update(session.exec(select(StoredDocument.sha256).where(col(StoredDocument.sha256).in_(chunk))).all())
+    new_documents: list[StoredDocument] = []
+    certificates: list[Certificate] = []
+    for outcome, certificate, content in prepared:
+        if outcome.sha256 in registered:
+            outcome.error = _already_registered(registered[outcome.sha256])
+            continue
+        if outcome.sha256 not in stored:
+            new_documents.append(
+                StoredDocument(sha256=outcome.sha256, content_type=content_type, size=len(content), content=content)
+            )
+        outcome.certificate = certificate
+        certificates.append(certificate)
+    if not certificates:
+        return outcomes
+    # Documents first: no ORM relationship orders the inserts, and the certificates' foreign keys need them.
+    session.add_all(new_documents)
+    session.flush()
+    session.add_all(certificates)
+    session.flush()
+    for certificate in certificates:
+        details: dict[str, object] = {"sha256": certificate.sha256, "source": source, "status": certificate.status}
+        _record(session, actor, certificate, "submitted", details=details, flush=False)
+    session.flush()  # one flush for every event of the batch
+    return outcomes
 
 
 def get_certificate_or_raise(session: Session, *, actor: Actor, certificate_id: str) -> Certificate:
@@ -181,7 +348,7 @@ def list_certificates(
     statement = select(Certificate)
     if not actor.is_admin:
         statement = statement.where(
-            (Certificate.organization_id == actor.organization.id) | (col(Certificate.public).is_(True))
+            or_(col(Certificate.organization_id) == actor.organization.id, col(Certificate.public).is_(True))
         )
     conditions = {
         "organization_id": Certificate.organization_id,
@@ -231,7 +398,7 @@ def _transition(
     certificate.status_reason = reason
     certificate.updated_at = utc_now()
     session.add(certificate)
-    _record(session, actor, certificate, action, reason=reason, previous=previous, **details)
+    _record(session, actor, certificate, action, reason=reason, details={"previous": previous, **details})
     return certificate
 
 
@@ -293,7 +460,7 @@ def supersede_certificate(
     if replacement.status == CertificateStatus.draft:
         replacement.status = CertificateStatus.issued
     session.add(replacement)
-    _record(session, actor, replacement, "amends", reason=reason, supersedes=certificate.id)
+    _record(session, actor, replacement, "amends", reason=reason, details={"supersedes": certificate.id})
     return certificate
 
 

@@ -38,8 +38,13 @@ def record_event(
     actor_key_id: str | None = None,
     reason: str | None = None,
     details: dict[str, Any] | None = None,
+    flush: bool = True,
 ) -> AuditEvent:
-    """Append one event to the audit trail."""
+    """Append one event to the audit trail and dispatch it to the in-transaction listeners.
+
+    `flush=False` is for callers recording many events at once (batch submission): they flush once
+    afterwards, so the listeners see the event before the database gave it its id (its time is set).
+    """
     event = AuditEvent(
         subject_kind=subject_kind,
         subject_id=subject_id,
@@ -50,7 +55,8 @@ def record_event(
         details=details or {},
     )
     session.add(event)
-    session.flush()  # listeners (transparency log, graph) need the event's id and time
+    if flush:
+        session.flush()  # listeners (transparency log, graph) need the event's id and time
     dispatch_in_transaction(session, event)
     return event
 

@@ -1,7 +1,9 @@
 """The certificate registry: submit (XML or JSON), list, read with content negotiation, status changes."""
 
 import hashlib
+import io
 import json
+import zipfile
 from datetime import date
 from typing import Annotated, Any
 
@@ -16,6 +18,7 @@ from api.errors import ProblemError, problem_responses
 from certificates import service
 from certificates.dcc_json import SubmissionInvalid, build_dcc_xml, dcc_to_json
 from certificates.models import (
+    BatchSubmissionResult,
     CertificateCreated,
     CertificateEventRead,
     CertificateFilter,
@@ -47,6 +50,26 @@ SUBMISSION_BODY = {
         },
     },
 }
+BATCH_BODY = {
+    "required": True,
+    "content": {
+        "application/zip": {
+            "schema": {
+                "type": "string",
+                "format": "binary",
+                "description": "A ZIP archive of DCC XML files (`*.xml`), e.g. a lab's or LIMS's export folder",
+            }
+        },
+    },
+}
+ZIP_MEDIA_TYPES = {"application/zip", "application/x-zip-compressed"}
+MAX_BATCH_ENTRIES = 10_000
+# The archive (and all its entries together, uncompressed) may hold this many documents' worth of bytes:
+# 200 MB at the default 25 MB document cap.
+BATCH_BYTES_FACTOR = 8
+# DCC XML compresses ~10-30:1; past 200:1 a large entry is a decompression bomb, not a certificate.
+MAX_COMPRESSION_RATIO = 200
+RATIO_CHECK_FROM_BYTES = 1024 * 1024
 READ_OFFERS = ["application/json", "application/xml", "text/html"]
 AUTH_PROBLEMS = (401, 403, 404)
 
@@ -133,6 +156,202 @@ def _submit(
     return 201, response_body
 
 
+def _batch_entries(body: bytes, *, max_entry_bytes: int, max_total_bytes: int) -> list[tuple[str, bytes | str]]:
+    """The archive's file entries in order: (name, bytes) to validate, or (name, refusal code) for the rest.
+
+    Refuses the whole archive (413) when its directory announces too many entries, too many bytes, an entry
+    over the document cap or a bomb-like compression ratio; reads never go past the announced sizes.
+    """
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(body))
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError) as error:
+        raise ProblemError(400, "invalid-zip", f"The body is not a readable ZIP archive: {error}") from error
+    with archive:
+        infos = [info for info in archive.infolist() if not info.is_dir()]
+        if not infos:
+            raise ProblemError(400, "empty-batch", "The archive holds no files.")
+        if len(infos) > MAX_BATCH_ENTRIES:
+            raise ProblemError(413, "too-many-entries", f"{len(infos)} entries; the limit is {MAX_BATCH_ENTRIES}.")
+        total = sum(info.file_size for info in infos)
+        if total > max_total_bytes:
+            raise ProblemError(
+                413, "batch-too-large", f"The entries hold {total} bytes uncompressed; the limit is {max_total_bytes}."
+            )
+        for info in infos:
+            if info.file_size > max_entry_bytes:
+                raise ProblemError(
+                    413,
+                    "entry-too-large",
+                    f"Entry {info.filename!r} holds {info.file_size} bytes; the limit is {max_entry_bytes}.",
+                )
+            if info.file_size >= RATIO_CHECK_FROM_BYTES and info.file_size > MAX_COMPRESSION_RATIO * max(
+                info.compress_size, 1
+            ):
+                raise ProblemError(
+                    413,
+                    "compression-ratio",
+                    f"Entry {info.filename!r} expands {info.file_size} / {info.compress_size} times; "
+                    f"the limit is {MAX_COMPRESSION_RATIO}.",
+                )
+        entries: list[tuple[str, bytes | str]] = []
+        for info in infos:
+            if not info.filename.lower().endswith(".xml"):
+                entries.append((info.filename, "not-xml"))
+            elif info.flag_bits & 0x1:
+                entries.append((info.filename, "encrypted-entry"))
+            else:
+                try:
+                    with archive.open(info) as entry:
+                        # Bounded read: the decompressor never yields more than the size checked above.
+                        content = entry.read(info.file_size + 1)
+                except NotImplementedError:
+                    entries.append((info.filename, "unsupported-compression"))
+                    continue
+                except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+                    entries.append((info.filename, "corrupt-entry"))
+                    continue
+                if len(content) > info.file_size:
+                    entries.append((info.filename, "corrupt-entry"))
+                else:
+                    entries.append((info.filename, content))
+    return entries
+
+
+ENTRY_REFUSALS = {
+    "not-xml": "Only *.xml entries are read as certificates.",
+    "encrypted-entry": "Encrypted entries are not read.",
+    "unsupported-compression": "The entry's compression method is not supported (use deflate or store).",
+    "corrupt-entry": "The entry's data does not match the archive's directory (size or CRC).",
+}
+
+
+def _refused(name: str, code: str, detail: str, findings: object = None) -> dict[str, Any]:
+    problem: dict[str, Any] = {"code": code, "detail": detail}
+    if findings is not None:
+        problem["findings"] = findings
+    return {"name": name, "status": "refused", "problem": problem}
+
+
+def _submit_batch(
+    request: Request,
+    session: Session,
+    *,
+    actor: Actor,
+    body: bytes,
+    issue: bool,
+    public: bool,
+    idempotency_key: str | None,
+) -> dict[str, Any]:
+    settings = request.app.state.settings
+    request_hash = hashlib.sha256(b"\0".join([b"zip", str(issue).encode(), str(public).encode(), body])).hexdigest()
+    if idempotency_key:
+        replay = find_idempotent_response(
+            session, organization_id=actor.organization.id, key=idempotency_key, request_sha256=request_hash
+        )
+        if replay is not None:
+            return replay.response_body
+    max_document_bytes = settings.max_document_bytes
+    entries = _batch_entries(
+        body, max_entry_bytes=max_document_bytes, max_total_bytes=max_document_bytes * BATCH_BYTES_FACTOR
+    )
+    documents = [(name, content) for name, content in entries if isinstance(content, bytes)]
+
+    def verify(content: bytes, root: Any) -> None:
+        verify_signed_submission(
+            session, settings=settings, content=content, root=root, organization=actor.organization
+        )
+
+    outcomes = iter(
+        service.submit_certificates(
+            session,
+            actor=actor,
+            documents=documents,
+            max_bytes=max_document_bytes,
+            issue=issue,
+            public=public,
+            source="zip",
+            check=verify,
+        )
+    )
+    items: list[dict[str, Any]] = []
+    rejected = 0
+    for name, content in entries:
+        if isinstance(content, str):
+            items.append(_refused(name, content, ENTRY_REFUSALS[content]))
+            continue
+        outcome = next(outcomes)
+        if outcome.certificate is not None:
+            items.append({"name": name, "status": "registered", "id": outcome.certificate.id, "sha256": outcome.sha256})
+            continue
+        error = outcome.error
+        assert error is not None
+        findings = None
+        if isinstance(error, service.DocumentRejectedError):
+            rejected += 1
+            findings = error.extra["findings"]
+        item = _refused(name, error.code, error.detail, findings)
+        item["sha256"] = outcome.sha256
+        items.append(item)
+    registered = sum(1 for item in items if item["status"] == "registered")
+    response_body = {"registered": registered, "refused": len(items) - registered, "items": items}
+    if idempotency_key:
+        save_idempotent_response(
+            session,
+            organization_id=actor.organization.id,
+            key=idempotency_key,
+            request_sha256=request_hash,
+            status_code=200,
+            response_body=response_body,
+        )
+    session.commit()  # in this thread, as in `_submit`
+    if rejected:
+        request.app.state.metrics.documents_rejected.inc(rejected)
+    if registered:
+        request.app.state.metrics.certificates_submitted.labels("zip").inc(registered)
+    return response_body
+
+
+@router.post(
+    "/batch",
+    status_code=200,
+    summary="Submit a ZIP archive of DCC XML files; each entry is registered or refused on its own",
+    response_model=BatchSubmissionResult,
+    responses=problem_responses(400, 401, 403, 409, 413, 415, 422),
+    openapi_extra={"requestBody": BATCH_BODY},
+)
+async def submit_certificate_batch(
+    request: Request,
+    session: SessionDep,
+    actor: WriterDep,
+    issue: Annotated[bool, Query(description="Issue the registered entries at once instead of storing drafts")] = False,
+    public: Annotated[bool, Query(description="Let every organization read the content")] = False,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)] = None,
+) -> JSONResponse:
+    """Validate every `*.xml` entry like a single submission and register the valid ones in one transaction.
+
+    An invalid, malformed, duplicate (within the archive or already registered) or non-XML entry is refused
+    in its item, with the problem code and findings a single submission would get; the others still register.
+    A ZIP that cannot be read is a 400; one whose directory announces more than 10,000 entries, more than
+    8 documents' cap in total, an entry over the document cap or a bomb-like compression ratio is a 413.
+    """
+    if media_type_of(request) not in ZIP_MEDIA_TYPES:
+        raise ProblemError(415, "unsupported-media-type", "Send application/zip.")
+    max_bytes = request.app.state.settings.max_document_bytes * BATCH_BYTES_FACTOR
+    body = await read_body_limited(request, max_bytes=max_bytes)
+    with request.app.state.graph_mapper.writing():  # the background graph mapping gives way meanwhile
+        response_body = await run_in_threadpool(
+            _submit_batch,
+            request,
+            session,
+            actor=actor,
+            body=body,
+            issue=issue,
+            public=public,
+            idempotency_key=idempotency_key,
+        )
+    return JSONResponse(response_body)
+
+
 @router.post(
     "",
     status_code=201,
@@ -154,17 +373,18 @@ async def submit_certificate(
     if media_type not in {"application/xml", "text/xml", "application/json"}:
         raise ProblemError(415, "unsupported-media-type", "Send application/xml or application/json.")
     body = await read_body_limited(request, max_bytes=request.app.state.settings.max_document_bytes)
-    status, response_body = await run_in_threadpool(
-        _submit,
-        request,
-        session,
-        actor=actor,
-        body=body,
-        media_type=media_type,
-        issue=issue,
-        public=public,
-        idempotency_key=idempotency_key,
-    )
+    with request.app.state.graph_mapper.writing():
+        status, response_body = await run_in_threadpool(
+            _submit,
+            request,
+            session,
+            actor=actor,
+            body=body,
+            media_type=media_type,
+            issue=issue,
+            public=public,
+            idempotency_key=idempotency_key,
+        )
     headers = {"Location": f"/api/v1/certificates/{response_body['id']}"}
     return JSONResponse(response_body, status_code=status, headers=headers)
 

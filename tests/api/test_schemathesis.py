@@ -117,6 +117,7 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 
 # RFC 3161 requests are binary DER: send whatever bytes were generated, as for application/octet-stream.
 schemathesis.serializer.alias("application/timestamp-query", "application/octet-stream")
+schemathesis.serializer.alias("application/zip", "application/octet-stream")
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,8 @@
-"""The registry keeps the knowledge graph in step: each certificate event re-maps its named graph at once."""
+"""The registry keeps the knowledge graph in step: each certificate event re-maps its named graph.
+
+New submissions are mapped by the app's background mapper (`app.state.graph_mapper`), so `submit` waits for
+it to be idle; status changes are mapped before their request returns, so nothing waits after those.
+"""
 
 import json
 
@@ -19,6 +23,7 @@ PREFIX void: <http://rdfs.org/ns/void#>
 def submit(hub, lab, content: bytes, **params) -> str:
     response = hub.client.post("/api/v1/certificates", content=content, headers={**lab, **XML}, params=params)
     assert response.status_code == 201, response.text
+    assert hub.client.app.state.graph_mapper.wait_idle(timeout=30)
     return response.json()["id"]
 
 
