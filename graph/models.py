@@ -347,7 +347,9 @@ class ConformityCertificateIn(ApiSchema):
     number: str = PydanticField(min_length=1, max_length=100)
     holder_organization_id: str | None = PydanticField(default=None, min_length=1, max_length=36)
     holder_name: str | None = PydanticField(default=None, min_length=1, max_length=300)
-    issuer: str | None = PydanticField(default=None, min_length=1, max_length=300, description="The certification body.")
+    issuer: str | None = PydanticField(
+        default=None, min_length=1, max_length=300, description="The certification body."
+    )
     product: str = PydanticField(min_length=1, max_length=500)
     product_model: str | None = PydanticField(default=None, min_length=1, max_length=500)
     standard_codes: CodeList = PydanticField(default_factory=list)

@@ -24,7 +24,7 @@ router = APIRouter(prefix="/api/v1/standards", tags=["standards"])
 AnyKeyDep = Annotated[Actor, Depends(require_scopes())]
 Code = Annotated[str, Query(min_length=1, max_length=100, description="Standard code, e.g. 'GB/T 27025-2019'")]
 IMPORT_MEDIA_TYPES = {"text/csv", "application/json"}
-IMPORT_DESCRIPTION = """Admin only. Upserts by code; 'B replaces A' also records 'A replaced by B' when A is registered.
+IMPORT_DESCRIPTION = """Admin only. Upserts by code; 'B replaces A' also records 'A replaced by B' (in either order).
 
 CSV (UTF-8, header row): `code`, `title`, `title_zh`, `edition`, `status` (draft, current, replaced, withdrawn),
 `published_on`, `implemented_on`, `withdrawn_on` (YYYY-MM-DD), `issuing_body`, `ics_codes`, `replaces`,
