@@ -39,6 +39,10 @@ from storage.service import find_idempotent_response, save_idempotent_response
 
 router = APIRouter(prefix="/api/v1/certificates", tags=["certificates"])
 
+# Parameters shared by the single and the batch submission.
+IssueQuery = Annotated[bool, Query(description="Issue at once instead of storing drafts")]
+PublicQuery = Annotated[bool, Query(description="Let every organization read the content")]
+IdempotencyKeyHeader = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)]
 CertificateId = Annotated[str, Path(min_length=1, max_length=36, description="Certificate id")]
 SUBMISSION_SCHEMA_REF = "https://qihub.example/schemas/json/dcc-submission.schema.json"
 SUBMISSION_BODY = {
@@ -323,9 +327,9 @@ async def submit_certificate_batch(
     request: Request,
     session: SessionDep,
     actor: WriterDep,
-    issue: Annotated[bool, Query(description="Issue the registered entries at once instead of storing drafts")] = False,
-    public: Annotated[bool, Query(description="Let every organization read the content")] = False,
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)] = None,
+    issue: IssueQuery = False,
+    public: PublicQuery = False,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> JSONResponse:
     """Validate every `*.xml` entry like a single submission and register the valid ones in one transaction.
 
@@ -364,9 +368,9 @@ async def submit_certificate(
     request: Request,
     session: SessionDep,
     actor: WriterDep,
-    issue: Annotated[bool, Query(description="Issue at once instead of storing a draft")] = False,
-    public: Annotated[bool, Query(description="Let every organization read the content")] = False,
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)] = None,
+    issue: IssueQuery = False,
+    public: PublicQuery = False,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> JSONResponse:
     """Validate and register a document; an invalid one is refused with its findings."""
     media_type = media_type_of(request)
