@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from api.registry_graph import install_registry_graph
 from api.routers.sparql import install_sparql_fast_lane
 from graph.publish import CERTIFICATE_ACTIONS, CertificateGraphWriter, publish_certificate
 from graph.store import open_graph_store
@@ -152,6 +153,8 @@ def install_graph(app: FastAPI) -> None:
     app.router.on_shutdown.append(store.close)
     install_sparql_fast_lane(app)
     app.state.hooks.on_event("certificate", certificate_graph_listener(app), after_commit=True)
+    # Standards, accreditations and conformity certificates follow into their named graphs after commit.
+    install_registry_graph(app)
 
 
 def certificate_graph_listener(app: FastAPI) -> EventListener:
