@@ -75,7 +75,7 @@ class DocumentRejectedError(InvalidInputError):
         self.report = report
 
 
-def _record(
+def record_certificate_event(
     session: Session,
     actor: Actor,
     certificate: Certificate,
@@ -85,6 +85,7 @@ def _record(
     details: dict[str, object] | None = None,
     flush: bool = True,
 ) -> None:
+    """Append an event about a certificate to the audit trail, as `actor`."""
     record_event(
         session,
         subject_kind=SUBJECT,
@@ -96,6 +97,20 @@ def _record(
         details=details or {},
         flush=flush,
     )
+
+
+def replace_draft_content(session: Session, *, certificate: Certificate, content: bytes, schema_version: str) -> None:
+    """Point a draft at new bytes (e.g. once signed); the old bytes stay stored for the audit trail."""
+    if certificate.status != CertificateStatus.draft:
+        raise InvalidTransitionError(f"The certificate is {certificate.status}; only a draft's content may change.")
+    document = store_document(session, content=content, content_type="application/xml")
+    certificate.sha256 = document.sha256
+    certificate.size = document.size
+    certificate.content_type = document.content_type
+    certificate.schema_version = schema_version
+    certificate.updated_at = utc_now()
+    session.add(certificate)
+    session.flush()
 
 
 def _valid_report(root: etree._Element) -> ValidationReport:
@@ -178,7 +193,7 @@ def submit_certificate(
     )
     session.add(certificate)
     session.flush()
-    _record(
+    record_certificate_event(
         session,
         actor,
         certificate,
@@ -296,7 +311,7 @@ def submit_certificates(
     session.flush()
     for certificate in certificates:
         details: dict[str, object] = {"sha256": certificate.sha256, "source": source, "status": certificate.status}
-        _record(session, actor, certificate, "submitted", details=details, flush=False)
+        record_certificate_event(session, actor, certificate, "submitted", details=details, flush=False)
     session.flush()  # one flush for every event of the batch
     return outcomes
 
@@ -398,7 +413,9 @@ def _transition(
     certificate.status_reason = reason
     certificate.updated_at = utc_now()
     session.add(certificate)
-    _record(session, actor, certificate, action, reason=reason, details={"previous": previous, **details})
+    record_certificate_event(
+        session, actor, certificate, action, reason=reason, details={"previous": previous, **details}
+    )
     return certificate
 
 
@@ -460,7 +477,9 @@ def supersede_certificate(
     if replacement.status == CertificateStatus.draft:
         replacement.status = CertificateStatus.issued
     session.add(replacement)
-    _record(session, actor, replacement, "amends", reason=reason, details={"supersedes": certificate.id})
+    record_certificate_event(
+        session, actor, replacement, "amends", reason=reason, details={"supersedes": certificate.id}
+    )
     return certificate
 
 

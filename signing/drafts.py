@@ -10,12 +10,13 @@ from certificates.migrate import migrate_with_report
 from certificates.models import Certificate, CertificateStatus
 from certificates.schema import declared_schema_version
 from certificates.service import (
-    SUBJECT,
     Actor,
     DocumentRejectedError,
     get_certificate_content,
     get_certificate_or_raise,
     issue_certificate,
+    record_certificate_event,
+    replace_draft_content,
 )
 from certificates.validation import validate_root
 from certificates.xml import parse_xml
@@ -24,8 +25,6 @@ from signing.service import get_hub_signing_key_or_raise
 from signing.timestamps import timestamper_for, token_info
 from signing.xades import SignatureSlotMissingError, has_signature_slot, sign_dcc
 from storage.errors import ConflictError, InvalidTransitionError, NotFoundError
-from storage.models import utc_now
-from storage.service import record_event, store_document
 from storage.settings import Settings
 
 
@@ -53,30 +52,6 @@ class SignedDraft:
     signing_time: datetime
     timestamp_time: datetime | None
     migrated_from: str | None
-
-
-def _record(session: Session, actor: Actor, certificate: Certificate, action: str, **details: object) -> None:
-    record_event(
-        session,
-        subject_kind=SUBJECT,
-        subject_id=certificate.id,
-        action=action,
-        actor_organization_id=actor.organization.id,
-        actor_key_id=actor.key_id,
-        details=details,
-    )
-
-
-def _replace_draft_content(session: Session, *, certificate: Certificate, content: bytes, schema_version: str) -> None:
-    """Point a draft at new bytes (stored once by hash); the old bytes stay stored for the audit trail."""
-    document = store_document(session, content=content, content_type="application/xml")
-    certificate.sha256 = document.sha256
-    certificate.size = document.size
-    certificate.content_type = document.content_type
-    certificate.schema_version = schema_version
-    certificate.updated_at = utc_now()
-    session.add(certificate)
-    session.flush()
 
 
 def sign_draft(
@@ -144,32 +119,36 @@ def sign_draft(
     previous_sha256 = certificate.sha256
 
     if migrated_from is not None:
-        _record(
+        record_certificate_event(
             session,
             actor,
             certificate,
             "migrated",
-            fromVersion=migrated_from,
-            toVersion=report.schema_version,
-            changes=migration_changes,
-            previousSha256=previous_sha256,
+            details={
+                "fromVersion": migrated_from,
+                "toVersion": report.schema_version,
+                "changes": migration_changes,
+                "previousSha256": previous_sha256,
+            },
         )
-    _replace_draft_content(
+    replace_draft_content(
         session, certificate=certificate, content=signed, schema_version=report.schema_version or "unknown"
     )
     signer_fingerprint = fingerprint_sha256(chain[0])
     timestamp_time = token_info(timestamps[0])["gen_time"].native if timestamps else None
-    _record(
+    record_certificate_event(
         session,
         actor,
         certificate,
         "signed",
-        level=str(level),
-        signerFingerprint=signer_fingerprint,
-        signingTime=signing_time.isoformat(),
-        timestampTime=timestamp_time.isoformat() if timestamp_time else None,
-        sha256=certificate.sha256,
-        previousSha256=previous_sha256,
+        details={
+            "level": str(level),
+            "signerFingerprint": signer_fingerprint,
+            "signingTime": signing_time.isoformat(),
+            "timestampTime": timestamp_time.isoformat() if timestamp_time else None,
+            "sha256": certificate.sha256,
+            "previousSha256": previous_sha256,
+        },
     )
     issued = issue_certificate(session, actor=actor, certificate_id=certificate.id)
     return SignedDraft(
