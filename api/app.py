@@ -9,14 +9,21 @@ from api.graph import install_graph
 from api.logging import configure_logging
 from api.metrics import HubMetrics, install_metrics
 from api.routers import (
+    adapter_push,
+    adapter_rules,
+    adapters,
     certificates,
+    commands,
     conformity,
+    events,
     health,
+    maturity,
     organizations,
     pages,
     pki,
     queries,
     rdf_graphs,
+    sensorthings,
     signing,
     sparql,
     standards,
@@ -70,6 +77,8 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     install_graph(app)
     routers: list[ModuleType] = [health, validate, signing, certificates, organizations, pki, tsa, verification]
     routers += [transparency, sparql, rdf_graphs, standards, conformity, queries, pages]
+    # maturity and push routes are more specific than `/adapters/{id}`: they come first.
+    routers += [maturity, adapter_push, adapters, commands, events, adapter_rules, sensorthings]
     for module in routers:
         app.include_router(module.router)
     return app

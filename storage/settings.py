@@ -50,6 +50,28 @@ class Settings(BaseSettings):
     sparql_service_allowlist: list[str] = Field(default_factory=list, description="SERVICE targets allowed.")
     cors_origins: list[str] = Field(default_factory=lambda: ["*"], description="Origins allowed to read via CORS.")
 
+    # --- adapters (adapters/): landing zone, worker, events --------------------------------------------------
+    adapter_max_message_bytes: int = Field(
+        default=1024 * 1024, description="Largest inbound adapter message parsed; bigger ones are quarantined."
+    )
+    adapter_retry_base_s: float = Field(default=0.5, description="First backoff delay of a failed source call.")
+    adapter_retry_max_s: float = Field(default=60.0, description="Longest backoff delay between retries.")
+    adapter_retry_max_attempts: int = Field(default=8, description="Tries of a source call before giving up.")
+    adapter_health_timeout_s: float = Field(
+        default=30.0, description="An instance not heard from for this long is reported unhealthy."
+    )
+    worker_poll_interval_s: float = Field(default=1.0, description="How often the worker looks for new work.")
+    events_mqtt_url: str | None = Field(
+        default=None, description="MQTT broker the hub publishes its events to (mqtt://host:port); off if unset."
+    )
+    events_mqtt_topic_prefix: str = Field(default="qihub/events", description="Topic prefix of published events.")
+    webhook_timeout_s: float = Field(default=5.0, description="Timeout of one webhook delivery.")
+    webhook_max_attempts: int = Field(default=8, description="Deliveries tried before an event is dead-lettered.")
+    command_max_attempts: int = Field(default=5, description="Tries of a write-back command before dead-lettering.")
+    complaint_warning_hours: float = Field(
+        default=24.0, description="A complaint.deadline.near event fires this long before the deadline."
+    )
+
     @cached_property
     def resolved_database_url(self) -> str:
         """The database URL actually used (SQLite in the data dir unless configured)."""

@@ -1,0 +1,1 @@
+"""Simulators of counterparts that have no public server to test against; labelled as simulators everywhere."""
