@@ -51,18 +51,34 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to bind")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port")] = 8000,
     workers: Annotated[int, typer.Option(help="Worker processes")] = 1,
+    with_worker: Annotated[
+        bool, typer.Option("--with-worker/--no-worker", help="Also run the adapter worker (`qihub worker`)")
+    ] = True,
 ) -> None:
-    """Run the hub's HTTP API."""
+    """Run the hub's HTTP API (and, unless told not to, the adapter worker beside it)."""
+    import subprocess
+
     import uvicorn
 
     settings = Settings()
     base = f"http://{host}:{port}"
     console.print(f"[bold]qihub[/] on {base}")
     console.print(f"  API docs:           {base}/docs")
-    console.print(f"  verification page:  {base}/verify  (arrives with the trust issue)")
-    console.print(f"  SPARQL endpoint:    {base}/sparql  (arrives with the knowledge-graph issue)")
+    console.print(f"  verification page:  {base}/verify")
+    console.print(f"  SPARQL endpoint:    {base}/sparql")
+    console.print(f"  adapters:           {base}/api/v1/adapters/catalog")
     console.print(f"  data dir:           {settings.data_dir.resolve()}")
-    uvicorn.run("api.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="warning")
+    # The worker is its own process: adapters' network loops never compete with request handling for the GIL.
+    worker = subprocess.Popen([sys.executable, "-m", "api.cli", "worker"]) if with_worker else None
+    try:
+        uvicorn.run("api.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="warning")
+    finally:
+        if worker is not None:
+            worker.terminate()
+            try:
+                worker.wait(15)
+            except subprocess.TimeoutExpired:
+                worker.kill()
 
 
 def _report_json(path: str, report: ValidationReport) -> dict[str, object]:
@@ -298,3 +314,7 @@ def demo_load(
     with _wired_hub() as hub, _hub_session(hub) as session:
         summary = load_demo(session, folder=folder)
     console.print(summary)
+
+
+if __name__ == "__main__":
+    app()
