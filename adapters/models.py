@@ -186,6 +186,24 @@ class AdapterEvidence(SQLModel, table=True):
     at: datetime = Field(default_factory=utc_now)
 
 
+class AdapterAssessment(SQLModel, table=True):
+    """One maturity assessment of an instance as deployed (adapter version + configuration), kept for its trend."""
+
+    __tablename__ = "adapter_assessments"
+
+    id: int | None = Field(default=None, primary_key=True)
+    instance_id: str = Field(foreign_key="adapter_instances.id", max_length=36, index=True)
+    adapter: str = Field(max_length=100)
+    adapter_version: str = Field(max_length=50)
+    config_sha256: str = Field(max_length=64)  # the configuration assessed (a level belongs to a deployment)
+    achieved_level: int  # 0 when not even every L1 criterion passes
+    passed: int
+    total: int
+    criteria: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    service_levels: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    assessed_at: datetime = Field(default_factory=utc_now)
+
+
 # --- events, webhooks and commands -------------------------------------------------------------------------
 
 
@@ -204,7 +222,28 @@ class OutboxEvent(SQLModel, table=True):
     data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     instance_id: str | None = Field(default=None, max_length=36, index=True)
     organization_id: str | None = Field(default=None, max_length=36, index=True)  # tenant who may read it
-    mqtt_published_at: datetime | None = None
+    # Indexed: the MQTT publisher looks for the unpublished events without scanning the published history.
+    mqtt_published_at: datetime | None = Field(default=None, index=True)
+
+
+class EventSubjectState(SQLModel, table=True):
+    """What the event deriver last knew of one subject (sample, result, instrument, complaint), so that each
+    change is reported once; `due_at` is the deadline a time-driven event watches (complaint due, calibration
+    valid until)."""
+
+    __tablename__ = "event_subject_states"
+
+    key: str = Field(primary_key=True, max_length=400)  # "{organization}|{topic}|{natural key}"
+    topic: str = Field(max_length=40)  # sample, result, report, equipment, calibration, complaint
+    state: str | None = Field(default=None, max_length=60)
+    observed_at: datetime | None = None  # time of the record that set the state (older records never win)
+    due_at: datetime | None = Field(default=None, index=True)
+    due_fired_at: datetime | None = None
+    subject: str | None = Field(default=None, max_length=500)  # CloudEvents subject of its events
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    instance_id: str | None = Field(default=None, max_length=36)
+    organization_id: str | None = Field(default=None, max_length=36)
+    updated_at: datetime = Field(default_factory=utc_now)
 
 
 class WebhookSubscription(SQLModel, table=True):
@@ -258,6 +297,10 @@ class AdapterCommand(SQLModel, table=True):
     requested_by: str | None = Field(default=None, max_length=36)  # organization id
     created_at: datetime = Field(default_factory=utc_now)
     acknowledged_at: datetime | None = None
+    # Why it is blocked (rule findings) or was compensated; the command to run if the source refuses it for good.
+    reasons: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    compensation: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    compensates_id: str | None = Field(default=None, max_length=36)  # the refused command this one compensates
 
 
 # --- cross-domain rules ------------------------------------------------------------------------------------
@@ -291,6 +334,40 @@ class RuleFlag(SQLModel, table=True):
     details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     raised_at: datetime = Field(default_factory=utc_now)
     cleared_at: datetime | None = None
+    # Where and when the finding happened (an excursion's room and reading time): lets later records find it.
+    room: str | None = Field(default=None, max_length=200, index=True)
+    occurred_at: datetime | None = Field(default=None, index=True)
+
+
+class RuleTestResult(SQLModel, table=True):
+    """What the rules need of a landed test result: its room, time window, sample and instrument (indexed)."""
+
+    __tablename__ = "rule_test_results"
+
+    natural_key: str = Field(primary_key=True, max_length=300)  # the canonical record's natural key
+    record_id: int
+    instance_id: str = Field(max_length=36)
+    lab_id: str | None = Field(default=None, max_length=300)
+    sample_id: str = Field(max_length=300, index=True)
+    room: str | None = Field(default=None, max_length=300, index=True)
+    instrument_iri: str | None = Field(default=None, max_length=300, index=True)
+    started_at: datetime | None = None  # window start (measured_at - default duration when the source gave none)
+    measured_at: datetime | None = Field(default=None, index=True)
+
+
+class RuleCalibration(SQLModel, table=True):
+    """A calibration's validity for one instrument, as the rules check it (indexed by instrument and expiry)."""
+
+    __tablename__ = "rule_calibrations"
+
+    certificate_number: str = Field(primary_key=True, max_length=300)
+    instrument_iri: str = Field(max_length=300, index=True)
+    calibrated_on: datetime
+    valid_until: datetime = Field(index=True)
+    result: str = Field(max_length=40)
+    record_id: int
+    instance_id: str = Field(max_length=36)
+    expiry_checked_at: datetime | None = None  # when apply_due_rules handled its expiry (flagged or superseded)
 
 
 # --- API schemas -------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from types import ModuleType
 
 from fastapi import FastAPI
 
+from adapters.events import on_certificate_audit_event
 from api.errors import install_problem_handlers
 from api.graph import install_graph
 from api.logging import configure_logging
@@ -71,6 +72,8 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     app.state.key_cache = {}
     # Domains that follow the registry (transparency log, knowledge graph) register listeners here.
     app.state.hooks = EventHooks()
+    # Certificates issued, revoked or superseded become report events in the adapters' outbox (same transaction).
+    app.state.hooks.on_event("certificate", on_certificate_audit_event)
     install_problem_handlers(app)
     install_metrics(app, app.state.metrics)
     install_trust(app)

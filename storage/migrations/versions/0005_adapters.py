@@ -68,6 +68,25 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_outbox_events_instance_id"), ["instance_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_outbox_events_organization_id"), ["organization_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_outbox_events_type"), ["type"], unique=False)
+        batch_op.create_index(batch_op.f("ix_outbox_events_mqtt_published_at"), ["mqtt_published_at"], unique=False)
+
+    op.create_table(
+        "event_subject_states",
+        sa.Column("key", sqlmodel.sql.sqltypes.AutoString(length=400), nullable=False),
+        sa.Column("topic", sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
+        sa.Column("state", sqlmodel.sql.sqltypes.AutoString(length=60), nullable=True),
+        sa.Column("observed_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+        sa.Column("due_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+        sa.Column("due_fired_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+        sa.Column("subject", sqlmodel.sql.sqltypes.AutoString(length=500), nullable=True),
+        sa.Column("data", sa.JSON(), nullable=False),
+        sa.Column("instance_id", sqlmodel.sql.sqltypes.AutoString(length=36), nullable=True),
+        sa.Column("organization_id", sqlmodel.sql.sqltypes.AutoString(length=36), nullable=True),
+        sa.Column("updated_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("key"),
+    )
+    with op.batch_alter_table("event_subject_states", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_event_subject_states_due_at"), ["due_at"], unique=False)
 
     op.create_table(
         "rule_flags",
@@ -79,11 +98,51 @@ def upgrade() -> None:
         sa.Column("details", sa.JSON(), nullable=False),
         sa.Column("raised_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
         sa.Column("cleared_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+        sa.Column("room", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
+        sa.Column("occurred_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
         sa.PrimaryKeyConstraint("id"),
     )
     with op.batch_alter_table("rule_flags", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_rule_flags_rule"), ["rule"], unique=False)
         batch_op.create_index(batch_op.f("ix_rule_flags_subject_key"), ["subject_key"], unique=False)
+        batch_op.create_index(batch_op.f("ix_rule_flags_room"), ["room"], unique=False)
+        batch_op.create_index(batch_op.f("ix_rule_flags_occurred_at"), ["occurred_at"], unique=False)
+
+    # Indexes of the cross-domain rules (adapters/rules.py): test results and calibrations as the rules read them.
+    op.create_table(
+        "rule_test_results",
+        sa.Column("natural_key", sqlmodel.sql.sqltypes.AutoString(length=300), nullable=False),
+        sa.Column("record_id", sa.Integer(), nullable=False),
+        sa.Column("instance_id", sqlmodel.sql.sqltypes.AutoString(length=36), nullable=False),
+        sa.Column("lab_id", sqlmodel.sql.sqltypes.AutoString(length=300), nullable=True),
+        sa.Column("sample_id", sqlmodel.sql.sqltypes.AutoString(length=300), nullable=False),
+        sa.Column("room", sqlmodel.sql.sqltypes.AutoString(length=300), nullable=True),
+        sa.Column("instrument_iri", sqlmodel.sql.sqltypes.AutoString(length=300), nullable=True),
+        sa.Column("started_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+        sa.Column("measured_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+        sa.PrimaryKeyConstraint("natural_key"),
+    )
+    with op.batch_alter_table("rule_test_results", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_rule_test_results_sample_id"), ["sample_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_rule_test_results_room"), ["room"], unique=False)
+        batch_op.create_index(batch_op.f("ix_rule_test_results_instrument_iri"), ["instrument_iri"], unique=False)
+        batch_op.create_index(batch_op.f("ix_rule_test_results_measured_at"), ["measured_at"], unique=False)
+
+    op.create_table(
+        "rule_calibrations",
+        sa.Column("certificate_number", sqlmodel.sql.sqltypes.AutoString(length=300), nullable=False),
+        sa.Column("instrument_iri", sqlmodel.sql.sqltypes.AutoString(length=300), nullable=False),
+        sa.Column("calibrated_on", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+        sa.Column("valid_until", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+        sa.Column("result", sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
+        sa.Column("record_id", sa.Integer(), nullable=False),
+        sa.Column("instance_id", sqlmodel.sql.sqltypes.AutoString(length=36), nullable=False),
+        sa.Column("expiry_checked_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+        sa.PrimaryKeyConstraint("certificate_number"),
+    )
+    with op.batch_alter_table("rule_calibrations", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_rule_calibrations_instrument_iri"), ["instrument_iri"], unique=False)
+        batch_op.create_index(batch_op.f("ix_rule_calibrations_valid_until"), ["valid_until"], unique=False)
 
     op.create_table(
         "adapter_instances",
@@ -172,6 +231,9 @@ def upgrade() -> None:
         sa.Column("requested_by", sqlmodel.sql.sqltypes.AutoString(length=36), nullable=True),
         sa.Column("created_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
         sa.Column("acknowledged_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+        sa.Column("reasons", sa.JSON(), nullable=True),
+        sa.Column("compensation", sa.JSON(), nullable=True),
+        sa.Column("compensates_id", sqlmodel.sql.sqltypes.AutoString(length=36), nullable=True),
         sa.ForeignKeyConstraint(
             ["instance_id"],
             ["adapter_instances.id"],
@@ -314,6 +376,29 @@ def upgrade() -> None:
         batch_op.create_index("ix_canonical_records_kind_key", ["kind", "natural_key"], unique=False)
         batch_op.create_index(batch_op.f("ix_canonical_records_message_id"), ["message_id"], unique=False)
 
+    # Maturity assessments (adapters/maturity.py): one row per assessment, for the trend across versions.
+    op.create_table(
+        "adapter_assessments",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("instance_id", sqlmodel.sql.sqltypes.AutoString(length=36), nullable=False),
+        sa.Column("adapter", sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
+        sa.Column("adapter_version", sqlmodel.sql.sqltypes.AutoString(length=50), nullable=False),
+        sa.Column("config_sha256", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("achieved_level", sa.Integer(), nullable=False),
+        sa.Column("passed", sa.Integer(), nullable=False),
+        sa.Column("total", sa.Integer(), nullable=False),
+        sa.Column("criteria", sa.JSON(), nullable=False),
+        sa.Column("service_levels", sa.JSON(), nullable=False),
+        sa.Column("assessed_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["instance_id"],
+            ["adapter_instances.id"],
+        ),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("adapter_assessments", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_adapter_assessments_instance_id"), ["instance_id"], unique=False)
+
     # ### end Alembic commands ###
     _landing_zone_append_only()
 
@@ -325,6 +410,10 @@ def downgrade() -> None:
     else:
         op.execute("DROP TRIGGER IF EXISTS landing_messages_no_update")
         op.execute("DROP TRIGGER IF EXISTS landing_messages_no_delete")
+    with op.batch_alter_table("adapter_assessments", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_adapter_assessments_instance_id"))
+
+    op.drop_table("adapter_assessments")
     # ### commands auto generated by Alembic - please adjust! ###
     with op.batch_alter_table("canonical_records", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_canonical_records_message_id"))
@@ -370,12 +459,31 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_adapter_instances_adapter"))
 
     op.drop_table("adapter_instances")
+    with op.batch_alter_table("rule_calibrations", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_rule_calibrations_valid_until"))
+        batch_op.drop_index(batch_op.f("ix_rule_calibrations_instrument_iri"))
+
+    op.drop_table("rule_calibrations")
+    with op.batch_alter_table("rule_test_results", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_rule_test_results_measured_at"))
+        batch_op.drop_index(batch_op.f("ix_rule_test_results_instrument_iri"))
+        batch_op.drop_index(batch_op.f("ix_rule_test_results_room"))
+        batch_op.drop_index(batch_op.f("ix_rule_test_results_sample_id"))
+
+    op.drop_table("rule_test_results")
     with op.batch_alter_table("rule_flags", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_rule_flags_occurred_at"))
+        batch_op.drop_index(batch_op.f("ix_rule_flags_room"))
         batch_op.drop_index(batch_op.f("ix_rule_flags_subject_key"))
         batch_op.drop_index(batch_op.f("ix_rule_flags_rule"))
 
     op.drop_table("rule_flags")
+    with op.batch_alter_table("event_subject_states", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_event_subject_states_due_at"))
+
+    op.drop_table("event_subject_states")
     with op.batch_alter_table("outbox_events", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_outbox_events_mqtt_published_at"))
         batch_op.drop_index(batch_op.f("ix_outbox_events_type"))
         batch_op.drop_index(batch_op.f("ix_outbox_events_organization_id"))
         batch_op.drop_index(batch_op.f("ix_outbox_events_instance_id"))
