@@ -1,14 +1,18 @@
 """The searchable facts of a DCC: identifier, item manufacturer/model/serial, dates, languages."""
 
+import re
+from collections.abc import Iterator
 from datetime import date
 
 from lxml import etree
 from pydantic import BaseModel
 
-# Match by local name so one extractor serves every DCC release, including 2.1.0's intranet namespace.
-_CORE = "*[local-name()='administrativeData']/*[local-name()='coreData']"
-_ITEM = "*[local-name()='administrativeData']/*[local-name()='items']/*[local-name()='item']"
 _SERIAL_WORDS = ("serial", "serien", "série", "serie", "s/n", "序列号", "出厂编号")
+# XPath's normalize-space() collapses XML whitespace only (not e.g. U+00A0 or U+3000, which str.split would).
+_XML_SPACE = re.compile(r"[ \t\r\n]+")
+_XML_SPACE_CHARS = " \t\r\n"
+# Text of every `name` below an identification, joined by spaces (only searched for the serial words).
+_IDENTIFICATION_NAMES = etree.XPath(".//*[local-name()='name']//text()")
 
 
 class CertificateSummary(BaseModel):
@@ -26,13 +30,37 @@ class CertificateSummary(BaseModel):
     has_signature: bool = False
 
 
-def _text(root: etree._Element, xpath: str) -> str | None:
-    found = root.xpath(f"normalize-space(({xpath})[1])")
-    return str(found) or None
+# Elements are matched by local name in any (or no) namespace, so one extractor serves every DCC release,
+# including 2.1.0's intranet namespace; lxml's `{*}` tag filter does that in C, without an XPath per field.
 
 
-def _date(root: etree._Element, xpath: str) -> date | None:
-    text = _text(root, xpath)
+def _children(elements: Iterator[etree._Element], name: str) -> Iterator[etree._Element]:
+    """The children named `name` of each element in turn: a location step, results in document order."""
+    for element in elements:
+        yield from element.iterchildren(f"{{*}}{name}")
+
+
+def _path(element: etree._Element, *names: str) -> Iterator[etree._Element]:
+    """The elements at the relative child path `names` below `element`, in document order."""
+    found: Iterator[etree._Element] = iter((element,))
+    for name in names:
+        found = _children(found, name)
+    return found
+
+
+def _normalized(element: etree._Element | None) -> str | None:
+    """XPath normalize-space() of an element's string value, None when absent or blank."""
+    if element is None:
+        return None
+    text = (element.text or "") if not len(element) else "".join(element.itertext())
+    return _XML_SPACE.sub(" ", text).strip(_XML_SPACE_CHARS) or None
+
+
+def _first_text(element: etree._Element, *names: str) -> str | None:
+    return _normalized(next(_path(element, *names), None))
+
+
+def _date(text: str | None) -> date | None:
     if text is None:
         return None
     try:
@@ -41,47 +69,49 @@ def _date(root: etree._Element, xpath: str) -> date | None:
         return None
 
 
-def _content_xpath(language: str | None) -> str:
-    if language:
-        return f"*[local-name()='content'][@lang='{language}' or not(@lang)]"
-    return "*[local-name()='content']"
+def _in_language(elements: Iterator[etree._Element], language: str | None) -> etree._Element | None:
+    """The first `content` child of the elements in the language (or untagged); any language if none is given."""
+    for content in _children(elements, "content"):
+        if not language or content.get("lang") in (language, None):
+            return content
+    return None
 
 
 def _serial_number(item: etree._Element) -> str | None:
-    identifications = item.xpath("*[local-name()='identifications']/*[local-name()='identification']")
     fallback = None
-    for identification in identifications:
-        names = " ".join(identification.xpath(".//*[local-name()='name']//text()")).lower()
-        value = identification.xpath("normalize-space(*[local-name()='value'])")
+    for identification in _path(item, "identifications", "identification"):
+        names = " ".join(_IDENTIFICATION_NAMES(identification)).lower()
+        value = _first_text(identification, "value")
         if not value:
             continue
         if any(word in names for word in _SERIAL_WORDS):
-            return str(value)
-        issuer = identification.xpath("normalize-space(*[local-name()='issuer'])")
+            return value
+        issuer = _first_text(identification, "issuer")
         if fallback is None and issuer == "manufacturer":
-            fallback = str(value)
+            fallback = value
     return fallback
 
 
 def summarize_certificate(root: etree._Element) -> CertificateSummary:
     """Extract the registry's index fields from a parsed DCC root."""
-    language = _text(root, f"{_CORE}/*[local-name()='mandatoryLangCodeISO639_1']") or _text(
-        root, f"{_CORE}/*[local-name()='usedLangCodeISO639_1']"
-    )
-    content = _content_xpath(language)
-    items = root.xpath(_ITEM)
-    item = items[0] if items else None
+    core = list(_path(root, "administrativeData", "coreData"))
+
+    def core_text(name: str) -> str | None:
+        return _normalized(next(_children(iter(core), name), None))
+
+    language = core_text("mandatoryLangCodeISO639_1") or core_text("usedLangCodeISO639_1")
     summary = CertificateSummary(
-        unique_identifier=_text(root, f"{_CORE}/*[local-name()='uniqueIdentifier']"),
-        performance_begin=_date(root, f"{_CORE}/*[local-name()='beginPerformanceDate']"),
-        performance_end=_date(root, f"{_CORE}/*[local-name()='endPerformanceDate']"),
-        issue_date=_date(root, f"{_CORE}/*[local-name()='issueDate']"),
+        unique_identifier=core_text("uniqueIdentifier"),
+        performance_begin=_date(core_text("beginPerformanceDate")),
+        performance_end=_date(core_text("endPerformanceDate")),
+        issue_date=_date(core_text("issueDate")),
         mandatory_language=language,
-        has_signature=bool(root.xpath("*[local-name()='Signature']")),
+        has_signature=next(root.iterchildren("{*}Signature"), None) is not None,
     )
+    item = next(_path(root, "administrativeData", "items", "item"), None)
     if item is not None:
-        summary.item_name = _text(item, f"*[local-name()='name']/{content}")
-        summary.item_manufacturer = _text(item, f"*[local-name()='manufacturer']/*[local-name()='name']/{content}")
-        summary.item_model = _text(item, "*[local-name()='model']")
+        summary.item_name = _normalized(_in_language(_path(item, "name"), language))
+        summary.item_manufacturer = _normalized(_in_language(_path(item, "manufacturer", "name"), language))
+        summary.item_model = _first_text(item, "model")
         summary.item_serial = _serial_number(item)
     return summary

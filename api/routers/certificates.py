@@ -284,8 +284,8 @@ def _submit_batch(
             items.append(_refused(name, content, ENTRY_REFUSALS[content]))
             continue
         outcome = next(outcomes)
-        if outcome.certificate is not None:
-            items.append({"name": name, "status": "registered", "id": outcome.certificate.id, "sha256": outcome.sha256})
+        if outcome.certificate_id is not None:
+            items.append({"name": name, "status": "registered", "id": outcome.certificate_id, "sha256": outcome.sha256})
             continue
         error = outcome.error
         assert error is not None
