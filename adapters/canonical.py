@@ -6,14 +6,17 @@ optional censoring operator ("<0.5" is `operator="<"`, `value=0.5`). The JSON Sc
 `schemas/json/canonical/` are generated from these models (`python -m adapters.canonical`).
 """
 
+import json
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Any, ClassVar, Literal
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Final, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, WithJsonSchema
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION: Final = "1.0"
 SCHEMA_BASE = "https://qihub.example/schemas/canonical/"
+SCHEMA_DIR = Path(__file__).resolve().parents[1] / "schemas" / "json" / "canonical"
 
 
 class RecordKind(StrEnum):
@@ -30,6 +33,18 @@ class RecordKind(StrEnum):
 
 Text = Annotated[str, Field(min_length=1, max_length=300)]
 Ucum = Annotated[str, Field(min_length=1, max_length=40, description="UCUM case-sensitive unit code")]
+# Decimals travel as JSON strings so that "20.10" keeps its trailing zero (a JSON number would not).
+DECIMAL_PATTERN = r"^[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$"
+Number = Annotated[
+    Decimal,
+    Field(allow_inf_nan=False),
+    WithJsonSchema(
+        {"type": "string", "pattern": DECIMAL_PATTERN, "description": "Decimal as written (digits kept)"},
+        mode="serialization",
+    ),
+]
+# 统一社会信用代码 (GB 32100-2015): 18 characters, the authoritative identity of a Chinese legal entity.
+CreditCode = Annotated[str, Field(pattern=r"^[0-9A-HJ-NPQRTUWXY]{2}[0-9]{6}[0-9A-HJ-NPQRTUWXY]{10}$")]
 
 
 class InstrumentRef(BaseModel):
@@ -67,6 +82,7 @@ class Sample(CanonicalRecord):
     sample_id: Text = Field(description="The lab's sample code (per its coding rules)")
     lab_id: Text | None = Field(default=None, description="CNAS/CMA number of the lab")
     client: Text | None = None
+    client_credit_code: CreditCode | None = Field(default=None, description="Client's 统一社会信用代码")
     sample_type: Text | None = None
     order_id: Text | None = Field(default=None, description="Test order (委托单) the sample belongs to")
     received_at: AwareDatetime | None = None
@@ -89,11 +105,11 @@ class TestResult(CanonicalRecord):
     lab_id: Text | None = None
     test_item: Text = Field(description="Analysis / test item keyword")
     method: Text | None = Field(default=None, description="Standard or method code, e.g. 'GB/T 5750.5-2023'")
-    value: Decimal | None = None
+    value: Number | None = None
     operator: Literal["<", "<=", ">", ">="] | None = Field(default=None, description="Censoring, e.g. '<'")
     text_value: Text | None = Field(default=None, description="Non-numeric result (e.g. 'negative')")
     unit: Ucum | None = None
-    expanded_uncertainty: Decimal | None = None
+    expanded_uncertainty: Number | None = None
     instrument: InstrumentRef | None = None
     room: Text | None = None
     analyst: Text | None = None
@@ -116,7 +132,7 @@ class EnvironmentReading(CanonicalRecord):
     room: Text
     sensor_id: Text
     quantity: Text = Field(description="temperature, relative-humidity, co2, illuminance, humidity-ratio, …")
-    value: Decimal
+    value: Number
     unit: Ucum
     observed_at: AwareDatetime
 
@@ -225,3 +241,19 @@ def json_schema(kind: RecordKind) -> dict[str, Any]:
         "$id": f"{SCHEMA_BASE}{kind.value}-{SCHEMA_VERSION}.schema.json",
         **schema,
     }
+
+
+def write_json_schemas(directory: Path = SCHEMA_DIR) -> list[Path]:
+    """Write every kind's JSON Schema as `<kind>-<version>.schema.json` (what `python -m adapters.canonical` does)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for kind in RecordKind:
+        path = directory / f"{kind.value}-{SCHEMA_VERSION}.schema.json"
+        path.write_text(json.dumps(json_schema(kind), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        written.append(path)
+    return written
+
+
+if __name__ == "__main__":
+    for written_path in write_json_schemas():
+        print(written_path)

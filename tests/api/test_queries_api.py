@@ -46,6 +46,7 @@ def test_the_listing_names_every_query_with_its_parameters(hub, admin_headers):
         "labs-accredited-for",
         "traceability-chain",
         "model-results-in-unit",
+        "results-with-valid-conditions",
     }
     chain = listed["traceability-chain"]["parameters"][0]
     assert (chain["name"], chain["kind"], chain["required"]) == ("certificate", "iri", True)

@@ -1,0 +1,615 @@
+"""L3 fusion: canonical records become RDF in one named graph per adapter instance.
+
+Vocabularies: SOSA/SSN for observations, samples, sensors and features of interest; QUDT for values and units
+(`qudt:numericValue` as `xsd:decimal`, with `qh:lexicalValue` keeping the digits as written, because RDF stores
+normalise decimals: "20.10" is stored as 20.1); PROV-O for provenance (every record's main node
+`prov:wasDerivedFrom` its raw landing-zone message, `prov:wasAttributedTo` the adapter plug-in at its version,
+`prov:generatedAtTime` when the hub made the record); the hub ontology (ontologies/qihub.ttl) for the rest.
+Units use `qudt:hasUnit`, the property the certificate graphs use, so one query reads both.
+
+IRIs come from authoritative identifiers (graph.iris, graph.adapter_iris), never from row ids, so fusing a
+record twice, or two sources describing one instrument, gives the same nodes. That makes fusion idempotent:
+`fuse_pending` adds a batch's quads to the store first and marks the rows fused after; a crash in between
+only means the batch is added again, which changes nothing.
+
+Per record the work is a handful of dict look-ups and term constructions (no pydantic, no SPARQL): records
+are read as the JSON they are stored as, and one `add_quads` call writes a whole batch.
+"""
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from functools import lru_cache
+from typing import Any, Protocol
+
+import pyoxigraph as ox
+from sqlalchemy import select as sa_select
+from sqlalchemy import update
+from sqlmodel import Session, col, select
+
+from adapters.codelists import (
+    CALIBRATION_RESULT,
+    COMPLAINT_STATUS,
+    EQUIPMENT_STATUS,
+    QUANTITY_KINDS,
+    RESULT_STATUS,
+    SAMPLE_STATUS,
+    VIDEO_EVENT_TYPE,
+    Vocabulary,
+)
+from adapters.models import AdapterInstance, CanonicalRecordRow, EnvironmentLimit, LandingMessage
+from adapters.units import qudt_unit_iri
+from graph import adapter_iris as ai
+from graph.iris import QH, instrument_iri, named_organization_iri, standard_iri
+from graph.store import GraphStore
+
+RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
+RDFS = "http://www.w3.org/2000/01/rdf-schema#"
+XSD = "http://www.w3.org/2001/XMLSchema#"
+SOSA = "http://www.w3.org/ns/sosa/"
+PROV = "http://www.w3.org/ns/prov#"
+QUDT = "http://qudt.org/schema/qudt/"
+QUDT_QUANTITY_KIND = "http://qudt.org/vocab/quantitykind/"
+SCHEMA = "https://schema.org/"
+DCTERMS = "http://purl.org/dc/terms/"
+ENVIRONMENT_LIMITS_GRAPH = "https://qihub.example/graph/environment-limits"
+FUSION_VERSION = "1.0"
+
+
+def _n(iri: str) -> ox.NamedNode:
+    return ox.NamedNode(iri)
+
+
+# Nodes every batch repeats (rooms, sensors, properties, units, instruments): built and checked once.
+_shared = lru_cache(maxsize=16384)(_n)
+
+
+A = _n(f"{RDF}type")
+LABEL = _n(f"{RDFS}label")
+IDENTIFIER = _n(f"{DCTERMS}identifier")
+DESCRIPTION = _n(f"{DCTERMS}description")
+# classes
+C_OBSERVATION = _n(f"{SOSA}Observation")
+C_SAMPLE = _n(f"{SOSA}Sample")
+C_SENSOR = _n(f"{SOSA}Sensor")
+C_FOI = _n(f"{SOSA}FeatureOfInterest")
+C_PROPERTY = _n(f"{SOSA}ObservableProperty")
+C_QUANTITY_VALUE = _n(f"{QUDT}QuantityValue")
+C_SOFTWARE_AGENT = _n(f"{PROV}SoftwareAgent")
+C_PRODUCT = _n(f"{SCHEMA}Product")
+C_ORGANIZATION = _n(f"{SCHEMA}Organization")
+C_LAB = _n(f"{QH}Laboratory")
+C_LAB_SAMPLE = _n(f"{QH}LabSample")
+C_TEST_ORDER = _n(f"{QH}TestOrder")
+C_TEST_RESULT = _n(f"{QH}TestResult")
+C_ENV_OBSERVATION = _n(f"{QH}EnvironmentObservation")
+C_EQUIPMENT_STATUS = _n(f"{QH}EquipmentStatusObservation")
+C_VIDEO_EVENT = _n(f"{QH}VideoEvent")
+C_CAMERA = _n(f"{QH}Camera")
+C_CALIBRATION_EVENT = _n(f"{QH}CalibrationEvent")
+C_COMPLAINT = _n(f"{QH}Complaint")
+C_ROOM = _n(f"{QH}Room")
+C_INSTRUMENT = _n(f"{QH}Instrument")
+C_MANUFACTURER = _n(f"{QH}Manufacturer")
+C_ENVIRONMENT_LIMIT = _n(f"{QH}EnvironmentLimit")
+# properties
+P_FOI = _n(f"{SOSA}hasFeatureOfInterest")
+P_SENSOR = _n(f"{SOSA}madeBySensor")
+P_PROPERTY = _n(f"{SOSA}observedProperty")
+P_PROCEDURE = _n(f"{SOSA}usedProcedure")
+P_RESULT = _n(f"{SOSA}hasResult")
+P_SIMPLE_RESULT = _n(f"{SOSA}hasSimpleResult")
+P_RESULT_TIME = _n(f"{SOSA}resultTime")
+P_IS_SAMPLE_OF = _n(f"{SOSA}isSampleOf")
+P_NUMERIC = _n(f"{QUDT}numericValue")
+P_UNIT = _n(f"{QUDT}hasUnit")
+P_QUANTITY_KIND = _n(f"{QUDT}hasQuantityKind")
+P_DERIVED_FROM = _n(f"{PROV}wasDerivedFrom")
+P_ATTRIBUTED_TO = _n(f"{PROV}wasAttributedTo")
+P_GENERATED_AT = _n(f"{PROV}generatedAtTime")
+P_ASSOCIATED_WITH = _n(f"{PROV}wasAssociatedWith")
+P_ENDED_AT = _n(f"{PROV}endedAtTime")
+P_MANUFACTURER = _n(f"{SCHEMA}manufacturer")
+P_MODEL = _n(f"{SCHEMA}model")
+P_SERIAL = _n(f"{SCHEMA}serialNumber")
+P_NAME = _n(f"{SCHEMA}name")
+P_LEXICAL = _n(f"{QH}lexicalValue")
+P_UCUM = _n(f"{QH}ucumCode")
+P_CENSORING = _n(f"{QH}censoring")
+P_UNCERTAINTY = _n(f"{QH}expandedUncertainty")
+P_STATE = _n(f"{QH}state")
+P_SOURCE_CODE = _n(f"{QH}sourceCode")
+P_LAB = _n(f"{QH}lab")
+P_ORDER = _n(f"{QH}order")
+P_CLIENT = _n(f"{QH}client")
+P_CLIENT_NAME = _n(f"{QH}clientName")
+P_SAMPLE_TYPE = _n(f"{QH}sampleType")
+P_RECEIVED_AT = _n(f"{QH}receivedAt")
+P_DUE_AT = _n(f"{QH}dueAt")
+P_ROOM = _n(f"{QH}room")
+P_STARTED_AT = _n(f"{QH}startedAt")
+P_ANALYST = _n(f"{QH}analyst")
+P_ACCREDITATION_NUMBER = _n(f"{QH}accreditationNumber")
+P_CREDIT_CODE = _n(f"{QH}unifiedSocialCreditCode")
+P_ASSET_ID = _n(f"{QH}identification")
+P_CALIBRATED_INSTRUMENT = _n(f"{QH}calibratedInstrument")
+P_CERTIFICATE_NUMBER = _n(f"{QH}certificateNumber")
+P_VALID_FROM = _n(f"{QH}validFrom")
+P_VALID_UNTIL = _n(f"{QH}validUntil")
+P_EVENT_TYPE = _n(f"{QH}eventType")
+P_SNAPSHOT = _n(f"{QH}snapshot")
+P_SHA256 = _n(f"{QH}sha256")
+P_CHANNEL = _n(f"{QH}channel")
+P_CONCERNS_LAB = _n(f"{QH}concernsLab")
+P_LIMITED_PROPERTY = _n(f"{QH}limitedProperty")
+P_MINIMUM = _n(f"{QH}minimum")
+P_MAXIMUM = _n(f"{QH}maximum")
+P_METHOD = _n(f"{QH}method")
+T_DATETIME = _n(f"{XSD}dateTime")
+T_DECIMAL = _n(f"{XSD}decimal")
+T_ANY_URI = _n(f"{XSD}anyURI")
+EQUIPMENT_STATE_PROPERTY = ai.observable_property_iri("equipment-state")
+VIDEO_ACTIVITY_PROPERTY = ai.observable_property_iri("video-activity")
+
+
+def _time(value: Any) -> ox.Literal | None:
+    return ox.Literal(str(value), datatype=T_DATETIME) if value else None
+
+
+def _decimal(value: Any) -> ox.Literal | None:
+    """An xsd:decimal literal in plain notation (xsd:decimal has no exponent form); None if not a number."""
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        # A tampered or broken record: keep the text, typed, so SHACL reports it instead of fusion hiding it.
+        return ox.Literal(str(value), datatype=T_DECIMAL)
+    return ox.Literal(format(number, "f"), datatype=T_DECIMAL)
+
+
+@dataclass
+class _Batch:
+    """Quads of one batch, with the shared nodes (rooms, sensors, labs, …) described once per graph."""
+
+    quads: list[ox.Quad] = field(default_factory=list)
+    described: set[tuple[str, str]] = field(default_factory=set)
+
+    def first(self, graph: str, iri: str) -> bool:
+        key = (graph, iri)
+        if key in self.described:
+            return False
+        self.described.add(key)
+        return True
+
+
+class _Writer:
+    """Adds one record's triples to a batch, in one graph."""
+
+    def __init__(self, batch: _Batch, graph: ox.NamedNode) -> None:
+        self.batch = batch
+        self.graph = graph
+        self.graph_iri = graph.value
+        self._append = batch.quads.append
+
+    def add(self, subject: ox.NamedNode, predicate: ox.NamedNode, obj: ox.NamedNode | ox.Literal | None) -> None:
+        if obj is not None:
+            self._append(ox.Quad(subject, predicate, obj, self.graph))
+
+    def text(self, subject: ox.NamedNode, predicate: ox.NamedNode, value: Any) -> None:
+        if value is not None and value != "":
+            self._append(ox.Quad(subject, predicate, ox.Literal(str(value)), self.graph))
+
+    def once(self, iri: str) -> bool:
+        return self.batch.first(self.graph_iri, iri)
+
+    def concept(self, subject: ox.NamedNode, vocabulary: Vocabulary, code: Any, source_code: Any = None) -> None:
+        if code:
+            self.add(subject, P_STATE if vocabulary is not VIDEO_EVENT_TYPE else P_EVENT_TYPE, _n(vocabulary.iri(code)))
+        self.text(subject, P_SOURCE_CODE, source_code)
+
+    # --- shared nodes ---------------------------------------------------------------------------------------
+
+    def lab(self, lab_number: str | None) -> ox.NamedNode | None:
+        if not lab_number:
+            return None
+        iri = ai.lab_iri(lab_number)
+        node = _shared(iri)
+        if self.once(iri):
+            self.add(node, A, C_LAB)
+            self.text(node, P_ACCREDITATION_NUMBER, lab_number.strip())
+        return node
+
+    def room(self, room: str | None) -> ox.NamedNode | None:
+        if not room:
+            return None
+        iri = ai.room_iri(room)
+        node = _shared(iri)
+        if self.once(iri):
+            self.add(node, A, C_ROOM)
+            self.add(node, A, C_FOI)
+            self.text(node, LABEL, room)
+        return node
+
+    def sensor(self, sensor_id: str, *, camera: bool = False) -> ox.NamedNode:
+        iri = ai.sensor_iri(sensor_id)
+        node = _shared(iri)
+        if self.once(iri):
+            self.add(node, A, C_SENSOR)
+            if camera:
+                self.add(node, A, C_CAMERA)
+            self.text(node, IDENTIFIER, sensor_id)
+        return node
+
+    def observable_property(self, iri: str, label: str, quantity_kind: str | None = None) -> ox.NamedNode:
+        node = _shared(iri)
+        if self.once(iri):
+            self.add(node, A, C_PROPERTY)
+            self.text(node, LABEL, label)
+            if quantity_kind:
+                self.add(node, P_QUANTITY_KIND, _n(QUDT_QUANTITY_KIND + quantity_kind))
+        return node
+
+    def instrument(self, ref: dict[str, Any] | None) -> ox.NamedNode | None:
+        if not ref:
+            return None
+        manufacturer, model, serial = ref.get("manufacturer"), ref.get("model"), ref.get("serial")
+        iri = instrument_iri(manufacturer, model, serial)
+        node = _shared(iri)
+        if self.once(iri):
+            self.add(node, A, C_INSTRUMENT)
+            self.add(node, A, C_FOI)
+            self.add(node, A, C_PRODUCT)
+            self.add(node, A, C_SENSOR)
+            if manufacturer:
+                maker = _n(named_organization_iri(manufacturer))
+                self.add(node, P_MANUFACTURER, maker)
+                if self.once(maker.value):
+                    self.add(maker, A, C_MANUFACTURER)
+                    self.add(maker, A, C_ORGANIZATION)
+                    self.text(maker, P_NAME, manufacturer)
+            self.text(node, P_MODEL, model)
+            self.text(node, P_SERIAL, serial)
+            if ref.get("asset_id"):
+                self.text(node, P_ASSET_ID, f"asset: {ref['asset_id']}")
+        return node
+
+    def value(self, observation: ox.NamedNode, value: Any, unit: str | None, uncertainty: Any = None) -> None:
+        node = _n(observation.value + "/value")
+        self.add(observation, P_RESULT, node)
+        self.add(node, A, C_QUANTITY_VALUE)
+        self.add(node, P_NUMERIC, _decimal(value))
+        self.text(node, P_LEXICAL, value)
+        if unit:
+            qudt = qudt_unit_iri(unit)
+            self.add(node, P_UNIT, _shared(qudt) if qudt else None)
+            self.text(node, P_UCUM, unit)
+        if uncertainty is not None:
+            self.add(node, P_UNCERTAINTY, _decimal(uncertainty))
+
+
+# --- one function per record kind ---------------------------------------------------------------------------
+
+
+def _sample(w: _Writer, r: dict[str, Any]) -> ox.NamedNode:
+    lab_number = r.get("lab_id")
+    node = _n(ai.sample_iri(lab_number, str(r.get("sample_id") or "")))
+    w.add(node, A, C_SAMPLE)
+    w.add(node, A, C_LAB_SAMPLE)
+    w.text(node, IDENTIFIER, r.get("sample_id"))
+    w.add(node, P_LAB, w.lab(lab_number))
+    if r.get("order_id"):
+        order = _n(ai.order_iri(lab_number, r["order_id"]))
+        w.add(node, P_ORDER, order)
+        if w.once(order.value):
+            w.add(order, A, C_TEST_ORDER)
+            w.text(order, IDENTIFIER, r["order_id"])
+    if r.get("client_credit_code"):
+        client = _n(ai.credit_code_organization_iri(r["client_credit_code"]))
+        w.add(node, P_CLIENT, client)
+        if w.once(client.value):
+            w.add(client, A, C_ORGANIZATION)
+            w.text(client, P_CREDIT_CODE, r["client_credit_code"].upper())
+            w.text(client, P_NAME, r.get("client"))
+    w.text(node, P_CLIENT_NAME, r.get("client"))
+    w.text(node, P_SAMPLE_TYPE, r.get("sample_type"))
+    w.add(node, P_RECEIVED_AT, _time(r.get("received_at")))
+    w.concept(node, SAMPLE_STATUS, r.get("status"), r.get("source_status"))
+    return node
+
+
+def _test_result(w: _Writer, r: dict[str, Any]) -> ox.NamedNode:
+    lab_number = r.get("lab_id")
+    node = _n(ai.result_iri(lab_number, str(r.get("result_id") or "")))
+    w.add(node, A, C_OBSERVATION)
+    w.add(node, A, C_TEST_RESULT)
+    w.text(node, IDENTIFIER, r.get("result_id"))
+    sample = _n(ai.sample_iri(lab_number, str(r.get("sample_id") or "")))
+    w.add(node, P_FOI, sample)
+    if w.once(sample.value):
+        w.add(sample, A, C_SAMPLE)
+        w.add(sample, A, C_LAB_SAMPLE)
+        w.text(sample, IDENTIFIER, r.get("sample_id"))
+    item = r.get("test_item")
+    if item:
+        w.add(node, P_PROPERTY, w.observable_property(ai.item_property_iri(lab_number, item), item))
+    if r.get("method"):
+        w.add(node, P_PROCEDURE, _n(standard_iri(r["method"])))
+    w.add(node, P_SENSOR, w.instrument(r.get("instrument")))
+    w.add(node, P_ROOM, w.room(r.get("room")))
+    w.add(node, P_LAB, w.lab(lab_number))
+    w.text(node, P_ANALYST, r.get("analyst"))
+    w.add(node, P_STARTED_AT, _time(r.get("started_at")))
+    w.add(node, P_RESULT_TIME, _time(r.get("measured_at")))
+    if r.get("value") is not None:
+        w.value(node, r["value"], r.get("unit"), r.get("expanded_uncertainty"))
+        if r.get("operator"):
+            w.text(node, P_CENSORING, r["operator"])
+    if r.get("text_value"):
+        w.text(node, P_SIMPLE_RESULT, r["text_value"])
+    w.concept(node, RESULT_STATUS, r.get("status"), r.get("source_status"))
+    return node
+
+
+def _environment_reading(w: _Writer, r: dict[str, Any]) -> ox.NamedNode:
+    sensor_id, quantity, observed_at = str(r.get("sensor_id") or ""), str(r.get("quantity") or ""), r.get("observed_at")
+    node = _n(ai.environment_observation_iri(sensor_id, quantity, str(observed_at)))
+    w.add(node, A, C_OBSERVATION)
+    w.add(node, A, C_ENV_OBSERVATION)
+    if sensor_id:
+        w.add(node, P_SENSOR, w.sensor(sensor_id))
+    w.add(node, P_FOI, w.room(r.get("room")))
+    if quantity:
+        prop = w.observable_property(ai.observable_property_iri(quantity), quantity, QUANTITY_KINDS.get(quantity))
+        w.add(node, P_PROPERTY, prop)
+    w.add(node, P_RESULT_TIME, _time(observed_at))
+    w.value(node, r.get("value"), r.get("unit"))
+    return node
+
+
+def _equipment_status(w: _Writer, r: dict[str, Any]) -> ox.NamedNode:
+    instrument = w.instrument(r.get("instrument"))
+    node = _n(ai.equipment_status_iri(instrument.value if instrument else "", str(r.get("observed_at"))))
+    w.add(node, A, C_OBSERVATION)
+    w.add(node, A, C_EQUIPMENT_STATUS)
+    w.add(node, P_FOI, instrument)
+    w.add(node, P_PROPERTY, w.observable_property(EQUIPMENT_STATE_PROPERTY, "equipment state"))
+    w.add(node, P_RESULT_TIME, _time(r.get("observed_at")))
+    w.text(node, P_SIMPLE_RESULT, r.get("status"))
+    w.concept(node, EQUIPMENT_STATUS, r.get("status"), r.get("source_status"))
+    w.add(node, P_ROOM, w.room(r.get("room")))
+    return node
+
+
+def _video_event(w: _Writer, r: dict[str, Any]) -> ox.NamedNode:
+    camera_id = str(r.get("camera_id") or "")
+    node = _n(ai.video_event_iri(camera_id, str(r.get("event_id") or "")))
+    w.add(node, A, C_OBSERVATION)
+    w.add(node, A, C_VIDEO_EVENT)
+    w.text(node, IDENTIFIER, r.get("event_id"))
+    if camera_id:
+        w.add(node, P_SENSOR, w.sensor(camera_id, camera=True))
+    w.add(node, P_FOI, w.room(r.get("room")))
+    w.add(node, P_PROPERTY, w.observable_property(VIDEO_ACTIVITY_PROPERTY, "video activity"))
+    w.add(node, P_RESULT_TIME, _time(r.get("observed_at")))
+    w.concept(node, VIDEO_EVENT_TYPE, r.get("event_type"), r.get("source_event_type"))
+    if r.get("snapshot_uri"):
+        w.add(node, P_SNAPSHOT, ox.Literal(r["snapshot_uri"], datatype=T_ANY_URI))
+    w.text(node, P_SHA256, r.get("snapshot_sha256"))
+    return node
+
+
+def _calibration_event(w: _Writer, r: dict[str, Any]) -> ox.NamedNode:
+    node = _n(ai.calibration_event_iri(str(r.get("certificate_number") or "")))
+    w.add(node, A, C_CALIBRATION_EVENT)
+    w.add(node, P_CALIBRATED_INSTRUMENT, w.instrument(r.get("instrument")))
+    w.text(node, P_CERTIFICATE_NUMBER, r.get("certificate_number"))
+    if r.get("calibration_lab"):
+        lab = _n(named_organization_iri(r["calibration_lab"]))
+        w.add(node, P_ASSOCIATED_WITH, lab)
+        if w.once(lab.value):
+            w.add(lab, A, C_ORGANIZATION)
+            w.text(lab, P_NAME, r["calibration_lab"])
+    w.add(node, P_ENDED_AT, _time(r.get("calibrated_on")))
+    w.add(node, P_VALID_FROM, _time(r.get("calibrated_on")))
+    w.add(node, P_VALID_UNTIL, _time(r.get("valid_until")))
+    w.concept(node, CALIBRATION_RESULT, r.get("result"))
+    return node
+
+
+def _complaint(w: _Writer, r: dict[str, Any]) -> ox.NamedNode:
+    node = _n(ai.complaint_iri(str(r.get("complaint_id") or "")))
+    w.add(node, A, C_COMPLAINT)
+    w.text(node, IDENTIFIER, r.get("complaint_id"))
+    w.add(node, P_CONCERNS_LAB, w.lab(r.get("against_lab_id")))
+    w.text(node, DESCRIPTION, r.get("subject"))
+    w.text(node, P_CHANNEL, r.get("channel"))
+    w.add(node, P_RECEIVED_AT, _time(r.get("received_at")))
+    w.add(node, P_DUE_AT, _time(r.get("due_at")))
+    w.concept(node, COMPLAINT_STATUS, r.get("status"))
+    return node
+
+
+_BUILDERS = {
+    "sample": _sample,
+    "test-result": _test_result,
+    "environment-reading": _environment_reading,
+    "equipment-status": _equipment_status,
+    "video-event": _video_event,
+    "calibration-event": _calibration_event,
+    "complaint": _complaint,
+}
+
+
+@dataclass(frozen=True)
+class FusionSource:
+    """Who produced a record: the instance (its graph) and the plug-in at the version that landed it."""
+
+    instance_id: str
+    organization_id: str | None
+    adapter: str
+    adapter_version: str
+
+
+def record_quads(
+    kind: str,
+    record: dict[str, Any],
+    *,
+    source: FusionSource,
+    message_id: int,
+    recorded_at: datetime | None,
+    batch: _Batch | None = None,
+) -> list[ox.Quad]:
+    """The quads of one canonical record (its JSON as stored) in its instance's graph, with provenance."""
+    batch = batch if batch is not None else _Batch()
+    start = len(batch.quads)
+    graph = _shared(ai.adapter_graph_iri(source.instance_id))
+    writer = _Writer(batch, graph)
+    builder = _BUILDERS.get(kind)
+    if builder is None:
+        raise ValueError(f"No fusion for record kind {kind!r}")
+    node = builder(writer, record)
+    writer.add(node, P_DERIVED_FROM, _n(ai.landing_message_iri(message_id)))
+    software = ai.adapter_software_iri(source.adapter, source.adapter_version)
+    agent = _shared(software)
+    writer.add(node, P_ATTRIBUTED_TO, agent)
+    if writer.once(software):
+        writer.add(agent, A, C_SOFTWARE_AGENT)
+        writer.text(agent, LABEL, f"{source.adapter} {source.adapter_version}")
+    if recorded_at is not None:
+        writer.add(node, P_GENERATED_AT, _time(_utc(recorded_at).isoformat()))
+    return batch.quads[start:]
+
+
+def _utc(moment: datetime) -> datetime:
+    # SQLite hands back naive datetimes; the hub stores UTC.
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+class PendingRow(Protocol):
+    """What fusion reads of a canonical record row (an ORM row or a selected tuple)."""
+
+    id: int | None
+    instance_id: str
+    message_id: int
+    kind: str
+    record: dict[str, Any]
+    recorded_at: datetime | None
+
+
+def rows_quads(rows: Sequence[PendingRow], *, sources: dict[int, FusionSource]) -> tuple[list[ox.Quad], dict[int, str]]:
+    """Quads of many rows (`sources` by message id) and the graph each row went to, by row id."""
+    batch = _Batch()
+    graphs: dict[int, str] = {}
+    for row in rows:
+        source = sources[row.message_id]
+        record_quads(
+            row.kind, row.record, source=source, message_id=row.message_id, recorded_at=row.recorded_at, batch=batch
+        )
+        assert row.id is not None
+        graphs[row.id] = ai.adapter_graph_iri(source.instance_id)
+    return batch.quads, graphs
+
+
+def _sources(session: Session, rows: Sequence[PendingRow]) -> dict[int, FusionSource]:
+    """Adapter and version of each row's landing message (the version that parsed it), by message id."""
+    message_ids = sorted({row.message_id for row in rows})
+    instance_ids = sorted({row.instance_id for row in rows})
+    organizations = dict(
+        session.exec(
+            select(AdapterInstance.id, AdapterInstance.organization_id).where(col(AdapterInstance.id).in_(instance_ids))
+        ).all()
+    )
+    sources: dict[int, FusionSource] = {}
+    for chunk_start in range(0, len(message_ids), 1000):
+        chunk = message_ids[chunk_start : chunk_start + 1000]
+        found = session.exec(
+            select(
+                LandingMessage.id, LandingMessage.instance_id, LandingMessage.adapter, LandingMessage.adapter_version
+            ).where(col(LandingMessage.id).in_(chunk))
+        ).all()
+        for message_id, instance_id, adapter, version in found:
+            assert message_id is not None
+            sources[message_id] = FusionSource(instance_id, organizations.get(instance_id), adapter, version)
+    return sources
+
+
+_PENDING_COLUMNS = ("id", "instance_id", "message_id", "kind", "record", "recorded_at")
+
+
+def _add(store: GraphStore, quads: list[ox.Quad]) -> None:
+    # A batch need not be atomic: fusion is idempotent, and a half-written batch is written again in full
+    # because its rows are only marked fused afterwards. The embedded store's bulk loader is several times
+    # faster than a transaction for batches this size.
+    try:
+        store.add_quads(quads, atomic=False)  # type: ignore[call-arg]
+    except TypeError:
+        store.add_quads(quads)
+
+
+def fuse_pending(session: Session, *, store: GraphStore, limit: int = 1000, now: datetime | None = None) -> int:
+    """Fuse up to `limit` unfused canonical records (oldest first) into their instances' graphs; returns how many.
+
+    One `add_quads` per batch, then the rows are marked fused (`fused_at`, `graph_iri`) in the caller's
+    transaction. On PostgreSQL the rows are locked with SKIP LOCKED, so two fusers never take the same batch.
+    """
+    # Columns, not ORM objects: nothing enters the identity map, so marking the batch fused is one UPDATE.
+    statement = (
+        sa_select(*(getattr(CanonicalRecordRow, name) for name in _PENDING_COLUMNS))
+        .where(col(CanonicalRecordRow.fused_at).is_(None))
+        .order_by(col(CanonicalRecordRow.id))
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    rows: list[Any] = list(session.execute(statement).all())
+    if not rows:
+        return 0
+    quads, graphs = rows_quads(rows, sources=_sources(session, rows))
+    _add(store, quads)
+    fused_at = now or datetime.now(UTC)
+    by_graph: dict[str, list[int]] = {}
+    for row_id, graph in graphs.items():
+        by_graph.setdefault(graph, []).append(row_id)
+    for graph, ids in by_graph.items():
+        session.execute(
+            update(CanonicalRecordRow)
+            .where(col(CanonicalRecordRow.id).in_(ids))
+            .values(fused_at=fused_at, graph_iri=graph)
+            .execution_options(synchronize_session=False)
+        )
+    return len(rows)
+
+
+# --- environment limits as RDF (read by the cross-source query) ----------------------------------------------
+
+
+def limit_triples(limits: Iterable[EnvironmentLimit]) -> Iterator[ox.Triple]:
+    """The environment limits as triples: room, limited property, minimum/maximum, unit, method."""
+    for limit in limits:
+        node = _n(f"{ai.room_iri(limit.room)}/limit/{limit.quantity}")
+        room = _n(ai.room_iri(limit.room))
+        yield ox.Triple(node, A, C_ENVIRONMENT_LIMIT)
+        yield ox.Triple(node, P_ROOM, room)
+        yield ox.Triple(room, A, C_ROOM)
+        yield ox.Triple(room, LABEL, ox.Literal(limit.room))
+        yield ox.Triple(node, P_LIMITED_PROPERTY, _n(ai.observable_property_iri(limit.quantity)))
+        yield ox.Triple(node, P_UCUM, ox.Literal(limit.unit))
+        qudt = qudt_unit_iri(limit.unit)
+        if qudt:
+            yield ox.Triple(node, P_UNIT, _n(qudt))
+        if limit.minimum is not None:
+            minimum = _decimal(limit.minimum)
+            assert minimum is not None
+            yield ox.Triple(node, P_MINIMUM, minimum)
+        if limit.maximum is not None:
+            maximum = _decimal(limit.maximum)
+            assert maximum is not None
+            yield ox.Triple(node, P_MAXIMUM, maximum)
+        if limit.method:
+            yield ox.Triple(node, P_METHOD, _n(standard_iri(limit.method)))
+
+
+def publish_environment_limits(session: Session, *, store: GraphStore) -> int:
+    """Rewrite the environment-limits graph from the table; returns how many limits it holds."""
+    limits = list(session.exec(select(EnvironmentLimit).order_by(col(EnvironmentLimit.id))).all())
+    store.replace_graph(ENVIRONMENT_LIMITS_GRAPH, list(limit_triples(limits)))
+    return len(limits)
