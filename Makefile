@@ -7,10 +7,12 @@ export QIHUB_DATA_DIR ?= ./var
 
 .PHONY: serve test lint format openapi bench clean install softhsm
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml tests/adapters/sample_plugin/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# A third-party adapter package, installed like any plug-in: the tests discover it and run the conformance kit.
+	$(BIN)/python -m pip install --quiet --no-deps -e tests/adapters/sample_plugin
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -11,6 +11,7 @@ from api.errors import install_problem_handlers
 from api.graph import install_graph
 from api.logging import configure_logging
 from api.metrics import HubMetrics, install_metrics
+from api.openapi import install_openapi
 from api.routers import (
     adapter_push,
     adapter_rules,
@@ -77,6 +78,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     # Certificates issued, revoked or superseded become report events in the adapters' outbox (same transaction).
     app.state.hooks.on_event("certificate", on_certificate_audit_event)
     install_problem_handlers(app)
+    install_openapi(app)
     install_metrics(app, app.state.metrics)
     install_trust(app)
     install_graph(app)
