@@ -4,6 +4,10 @@ The embedded Oxigraph store can only be written by the process that opened it (t
 records and this background thread fuses them: every `interval_s` (or at once after a full batch) it calls
 `adapters.fusion.fuse_pending` in its own transaction, until the app shuts down. At start it also writes the
 environment limits into their graph (the cross-source SPARQL query reads them there).
+
+Registry rows the worker changes (standards and accredited labs pulled from a platform's directories) have
+no graph listener in the worker's process; each pass also maps registry audit events that appeared since the
+previous pass, so they reach the graph too (rewriting a row's graph is idempotent).
 """
 
 import threading
@@ -11,10 +15,13 @@ import threading
 import structlog
 from fastapi import FastAPI
 from sqlalchemy.engine import Engine
+from sqlmodel import col, func, select
 
 from adapters.fusion import fuse_pending, publish_environment_limits
+from graph.registry_mapping import REGISTRY_SUBJECTS, publish_registry_row, registry_row_for_event
 from graph.store import GraphStore
 from storage.database import session_scope
+from storage.models import AuditEvent
 
 log = structlog.get_logger("qihub.fusion")
 BATCH = 1000
@@ -31,6 +38,7 @@ class AdapterFuser:
         self._stopping = threading.Event()
         self._lock = threading.Lock()  # one pass at a time (thread and fuse_now)
         self._thread: threading.Thread | None = None
+        self._registry_seen: int | None = None  # last registry audit event mapped by this thread
         self.fused = 0
 
     def start(self) -> None:
@@ -50,6 +58,30 @@ class AdapterFuser:
             if count < self._batch:
                 return total
 
+    def follow_registry(self) -> int:
+        """Map registry rows changed (by any process) since the last call into their graphs; returns the count."""
+        kinds = list(REGISTRY_SUBJECTS)
+        with self._lock, session_scope(self._engine) as session:
+            if self._registry_seen is None:  # first call: earlier changes were mapped by their own listeners
+                newest = session.exec(select(func.max(AuditEvent.id)).where(col(AuditEvent.subject_kind).in_(kinds)))
+                self._registry_seen = newest.one() or 0
+                return 0
+            events = session.exec(
+                select(AuditEvent)
+                .where(col(AuditEvent.subject_kind).in_(kinds), col(AuditEvent.id) > self._registry_seen)
+                .order_by(col(AuditEvent.id))
+                .limit(self._batch)
+            ).all()
+            mapped: set[tuple[str, str]] = set()
+            for event in events:
+                key = (event.subject_kind, event.subject_id)
+                row = registry_row_for_event(session, event) if key not in mapped else None
+                if row is not None:
+                    publish_registry_row(self._store, row)
+                    mapped.add(key)
+                self._registry_seen = event.id
+            return len(mapped)
+
     def _run(self) -> None:
         try:
             with session_scope(self._engine) as session:
@@ -58,6 +90,7 @@ class AdapterFuser:
             log.exception("fusion.limits_failed")
         while not self._stopping.is_set():
             try:
+                self.follow_registry()
                 self.fuse_now()
             except Exception:
                 # The records stay pending (fusion is idempotent): the next pass retries them.
