@@ -1,11 +1,13 @@
 """Wiring of the knowledge graph into an app: the RDF store and the mapping listeners.
 
 New certificates ("submitted") are mapped by one background thread (`app.state.graph_mapper`), off the
-request path: a submission or a batch answers once it is stored, and the graph follows within moments.
-Status changes (issued, revoked, superseded, amends) are mapped synchronously after their commit, so the
-request that revokes a certificate returns with the revocation already in the graph. Every mapping reads the
-certificate's current state from the database, and the mapper's lock serialises the two paths, so a queued
-mapping can never overwrite a newer status with an older one.
+request path: a submission or a batch answers once it is stored, and the graph follows within moments. When
+several are queued (a bulk upload), the thread maps up to `MAX_BATCH` of them and writes them with one store
+call (`graph.publish.publish_certificates`). Status changes (issued, revoked, superseded, amends) are mapped
+synchronously after their commit, so the request that revokes a certificate returns with the revocation
+already in the graph. Every mapping reads the certificate's current state from the database while holding the
+mapper's lock, which serialises the two paths, so a queued mapping can never overwrite a newer status with an
+older one.
 """
 
 import threading
@@ -20,7 +22,7 @@ from sqlmodel import Session
 
 from api.registry_graph import install_registry_graph
 from api.routers.sparql import install_sparql_fast_lane
-from graph.publish import CERTIFICATE_ACTIONS, CertificateGraphWriter, publish_certificate
+from graph.publish import CERTIFICATE_ACTIONS, CertificateGraphWriter, publish_certificate, publish_certificates
 from graph.store import open_graph_store
 from storage.database import session_scope
 from storage.events import EventListener
@@ -33,6 +35,8 @@ BACKGROUND_ACTIONS = frozenset({"submitted"})
 # While submissions are being processed the mapper gives way (one Python process, one GIL): it waits for a
 # pause in the writes, but never more than this per certificate, so the graph keeps moving under load.
 MAX_DEFER_S = 0.5
+# Queued certificates mapped and written together: one store call (and one checkpoint for readers) per batch.
+MAX_BATCH = 64
 
 
 class GraphMapper:
@@ -41,7 +45,7 @@ class GraphMapper:
     `enqueue` never blocks; a certificate queued twice before its turn is mapped once. `wait_idle` is a
     flush barrier (everything queued before the call is in the graph when it returns True); `close` drains
     the queue and stops the thread. `lock` is held around every mapping, background or synchronous.
-    Submission routes run inside `writing()`, and the mapper defers to them (up to `MAX_DEFER_S` a mapping).
+    Submission routes run inside `writing()`, and the mapper defers to them (up to `MAX_DEFER_S` a batch).
     """
 
     def __init__(self, engine: Engine, get_store: Callable[[], CertificateGraphWriter | None]) -> None:
@@ -51,7 +55,7 @@ class GraphMapper:
         self._condition = threading.Condition()
         self._queue: deque[tuple[str, str]] = deque()
         self._queued: set[str] = set()
-        self._busy = False
+        self._busy = 0  # certificates being mapped
         self._closing = False
         self._thread: threading.Thread | None = None
         self._writers = 0
@@ -92,16 +96,47 @@ class GraphMapper:
         if store is None:
             return
         with self.lock:
+            self._map_locked(store, certificate_id, action, session)
+
+    def _map_locked(
+        self, store: CertificateGraphWriter, certificate_id: str, action: str, session: Session | None
+    ) -> None:
+        try:
+            if session is not None:
+                publish_certificate(session, store, certificate_id=certificate_id)
+            else:
+                with session_scope(self._engine) as own:
+                    publish_certificate(own, store, certificate_id=certificate_id)
+        except Exception:
+            # The registry change is committed and stays valid: a graph failure must not fail the request.
+            # The graph catches up at the certificate's next event (or a rebuild).
+            log.exception("graph.certificate_mapping_failed", certificate_id=certificate_id, action=action)
+
+    def map_batch(self, certificate_ids: list[str]) -> None:
+        """Map several queued certificates in the calling thread, written with one store call."""
+        store = self._get_store()
+        if store is None:
+            return
+        with self.lock:
             try:
-                if session is not None:
-                    publish_certificate(session, store, certificate_id=certificate_id)
-                else:
-                    with session_scope(self._engine) as own:
-                        publish_certificate(own, store, certificate_id=certificate_id)
+                with session_scope(self._engine) as session:
+                    outcome = publish_certificates(session, store, certificate_ids=certificate_ids)
             except Exception:
-                # The registry change is committed and stays valid: a graph failure must not fail the request.
-                # The graph catches up at the certificate's next event (or a rebuild).
-                log.exception("graph.certificate_mapping_failed", certificate_id=certificate_id, action=action)
+                # The batch's store call failed (or a part of it): map one by one, each graph replaced whole,
+                # so one certificate's failure (logged one by one) keeps no other out of the graph.
+                log.warning("graph.batch_mapping_failed", certificates=len(certificate_ids), exc_info=True)
+                failed = {}
+                for certificate_id in certificate_ids:
+                    self._map_locked(store, certificate_id, "submitted", None)
+            else:
+                failed = outcome.failed
+        for certificate_id, error in failed.items():
+            log.error(
+                "graph.certificate_mapping_failed",
+                certificate_id=certificate_id,
+                action="submitted",
+                exc_info=(type(error), error, error.__traceback__),
+            )
 
     def _run(self) -> None:
         while True:
@@ -111,15 +146,18 @@ class GraphMapper:
                 if not self._queue:  # closing and drained
                     return
                 self._condition.wait_for(lambda: not self._writers or self._closing, MAX_DEFER_S)
-                certificate_id, action = self._queue.popleft()
-                self._queued.discard(certificate_id)
-                self._busy = True
+                batch = [self._queue.popleft() for _ in range(min(MAX_BATCH, len(self._queue)))]
+                self._queued.difference_update(certificate_id for certificate_id, _ in batch)
+                self._busy = len(batch)
             try:
-                self.map_now(certificate_id, action)
+                if len(batch) == 1:
+                    self.map_now(*batch[0])
+                else:
+                    self.map_batch([certificate_id for certificate_id, _ in batch])
             finally:
                 with self._condition:
-                    self._busy = False
-                    self.mapped += 1
+                    self._busy = 0
+                    self.mapped += len(batch)
                     self._condition.notify_all()
 
     @property

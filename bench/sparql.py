@@ -9,7 +9,8 @@ What it does, per size (sizes are cumulative: the 10k run adds 9k certificates t
 
 1. **Mapping.** Seeded synthetic DCC 3.3.0 certificates (`bench/synthetic_dcc.py`: one item, a reference
    standard, ~21 result values with units and expanded uncertainties, 25 labs, traceability chains to national
-   standards) are parsed and mapped with G1's `graph.mapping.map_certificate`, in `--workers` processes. Reported:
+   standards) are parsed and mapped with the hub's `graph.mapping.map_certificate_ntriples` (what
+   `graph.publish` runs), in `--workers` processes. Reported:
    certificates/s per process (certificates / time spent parsing and mapping) and for the whole run (wall).
 2. **Loading.** The N-Quads of every certificate's named graph go into one on-disk Oxigraph store with the
    Oxigraph bulk loader (`oxigraph load`), compacted with `oxigraph optimize` (the hub's writer compacts its own
@@ -88,7 +89,7 @@ def _map_chunk(task: tuple[list[tuple[bytes, dict, str, str]], str, list[dict]])
     from certificates.models import Certificate
     from certificates.xml import parse_xml
     from graph.iris import certificate_graph_iri
-    from graph.mapping import EquipmentIdentity, KnownInstrument, map_certificate
+    from graph.mapping import EquipmentIdentity, KnownInstrument, map_certificate_ntriples
 
     items, path, references = task
     known: dict[str, list[KnownInstrument]] = {}
@@ -100,12 +101,14 @@ def _map_chunk(task: tuple[list[tuple[bytes, dict, str, str]], str, list[dict]])
     def resolve(identity: EquipmentIdentity) -> list[KnownInstrument]:
         return list(known.get(identity.serial or "", []))
 
-    quads: list[ox.Quad] = []
+    parts: list[str] = []
+    quads = 0
     elapsed = 0.0
     for xml, fields, lab_name, lab_code in items:
         certificate = Certificate(**fields)
         started = time.perf_counter()
-        triples = map_certificate(
+        # What the hub's publishing runs (graph.publish): the certificate's graph as N-Triples text.
+        ntriples = map_certificate_ntriples(
             parse_xml(xml),
             certificate=certificate,
             lab_name=lab_name,
@@ -113,11 +116,12 @@ def _map_chunk(task: tuple[list[tuple[bytes, dict, str, str]], str, list[dict]])
             resolve_reference=resolve,
         )
         elapsed += time.perf_counter() - started
-        graph = ox.NamedNode(certificate_graph_iri(certificate.id))
-        quads.extend(ox.Quad(t.subject, t.predicate, t.object, graph) for t in triples)
-    with open(path, "wb") as output:
-        ox.serialize(quads, output, format=ox.RdfFormat.N_QUADS)
-    return len(items), len(quads), elapsed
+        quads += ntriples.count("\n")
+        # N-Triples to N-Quads: every line ends with " .\n" (literals never hold a raw newline).
+        parts.append(ntriples.replace(" .\n", f" <{certificate_graph_iri(certificate.id)}> .\n"))
+    with open(path, "w", encoding="utf-8") as output:
+        output.write("".join(parts))
+    return len(items), quads, elapsed
 
 
 @dataclass
@@ -158,7 +162,7 @@ class MappingFigures:
 
     certificates: int
     quads: int
-    map_seconds: float  # summed over workers: time inside parse + map_certificate
+    map_seconds: float  # summed over workers: time inside parse + map_certificate_ntriples
     wall_seconds: float  # including N-Quads writing and process hand-over
 
     @property
@@ -587,7 +591,7 @@ def run_size(
     ok = mapping.per_process >= TARGET_MAPPING_PER_S
     all_ok &= ok
     print(
-        f"mapping (parse + map_certificate, G1's mapper on generated DCC XML): {mapping.per_process:,.0f} "
+        f"mapping (parse + map_certificate_ntriples on generated DCC XML): {mapping.per_process:,.0f} "
         f"certificates/s per process, {mapping.wall:,.0f}/s with {args.workers} workers "
         f"({mapping.quads / max(1, mapping.certificates):,.0f} quads each)  target ≥ {TARGET_MAPPING_PER_S:.0f}/s "
         f"per process: {_verdict(ok)}"

@@ -17,7 +17,9 @@ Processes start on first use, so hubs that never touch the graph (most tests) pa
 
 import asyncio
 import contextlib
+import math
 import os
+import select
 import shutil
 import subprocess
 import sys
@@ -77,6 +79,9 @@ class _Worker:
         assert self.process.stdin is not None and self.process.stdout is not None
         self._outbox = Connection(os.dup(self.process.stdin.fileno()), readable=False)
         self._inbox = Connection(os.dup(self.process.stdout.fileno()), writable=False)
+        # One poll object for the channel's life: `Connection.poll` builds a selector on every call.
+        self._poller = select.poll()
+        self._poller.register(self._inbox.fileno(), select.POLLIN)
         self.process.stdin.close()
         self.process.stdout.close()
         answer = self._receive(time.monotonic() + STARTUP_TIMEOUT_S)
@@ -104,33 +109,42 @@ class _Worker:
         except OSError as error:
             self.kill()
             raise GraphStoreUnavailableError("The graph worker process is gone.") from error
-        if not self._inbox.poll(0):
+        if not self._readable(0):
             loop = asyncio.get_running_loop()
-            readable = loop.create_future()
+            readable: asyncio.Future[bool] = loop.create_future()
             descriptor = self._inbox.fileno()
-            loop.add_reader(descriptor, lambda: None if readable.done() else readable.set_result(None))
+
+            def settle(value: bool) -> None:
+                if not readable.done():
+                    readable.set_result(value)
+
+            # A reader callback and a timer instead of `asyncio.wait_for`: no task per query.
+            loop.add_reader(descriptor, settle, True)
+            timer = loop.call_later(max(0.0, deadline - time.monotonic()), settle, False)
             try:
-                await asyncio.wait_for(readable, max(0.0, deadline - time.monotonic()))
-            except TimeoutError:
+                arrived = await readable
+            finally:
                 loop.remove_reader(descriptor)
+                timer.cancel()
+            if not arrived:
                 self.kill()
-                raise _KilledError from None
-            except BaseException:
-                loop.remove_reader(descriptor)
-                raise
-            loop.remove_reader(descriptor)
+                raise _KilledError
         answer = self._receive(deadline)
         if answer[0] == "ok":
             return answer[1]
         _, kind, message = answer
         raise _failure(kind, message)
 
+    def _readable(self, timeout_s: float) -> bool:
+        """Whether the answer (or the end of the channel) is there, waiting up to `timeout_s`."""
+        return bool(self._poller.poll(math.ceil(max(0.0, timeout_s) * 1000)))
+
     def _receive(self, deadline: float) -> tuple[Any, ...]:
         try:
             # An event loop that watched this pipe (uvloop does) leaves it non-blocking; a large answer
             # arrives in several writes, and `recv` must wait for all of them.
             os.set_blocking(self._inbox.fileno(), True)
-            if not self._inbox.poll(max(0.0, deadline - time.monotonic())):
+            if not self._readable(deadline - time.monotonic()):
                 self.kill()
                 raise _KilledError
             answer: tuple[Any, ...] = self._inbox.recv()
@@ -480,6 +494,16 @@ class EmbeddedOxigraphStore:
         data = pyoxigraph.serialize(triples, format=pyoxigraph.RdfFormat.N_TRIPLES) or b""
         with self._writer_lock:
             self._writer_call(("replace", checked_iri(graph_iri), data), time.monotonic() + ADMIN_TIMEOUT_S)
+
+    def replace_graphs(self, graphs: Sequence[tuple[str, str]], *, then_update: str | None = None) -> None:
+        """Replace named graphs with N-Triples text, then run an update, in one writer call.
+
+        Each graph is replaced whole, in one transaction (a crash leaves it old or new, never dropped but not
+        refilled); queries see the call's changes all at once, as they read checkpoints made between calls.
+        """
+        checked = [(checked_iri(graph_iri), ntriples) for graph_iri, ntriples in graphs]
+        with self._writer_lock:
+            self._writer_call(("replace_many", checked, then_update), time.monotonic() + ADMIN_TIMEOUT_S)
 
     def drop_graph(self, graph_iri: str) -> bool:
         """Remove a named graph; False when it was not there."""

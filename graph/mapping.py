@@ -7,6 +7,12 @@ a QUDT quantity value with QUDT and SI Reference Point units and PTB SIS uncerta
 name (one walker for every release, including 2.1.0's intranet namespace); values are taken verbatim, so the
 lexical value survives next to the numeric literal. All IRIs are deterministic: mapping the same certificate
 twice gives the same triples, so re-mapping replaces instead of duplicating.
+
+The mapping writes N-Triples text (`map_certificate_ntriples`), which the store loads as it is: building a
+pyoxigraph term per node and a `Triple` per statement, only to serialise them again, cost more than the
+mapping itself. Every term is rendered once (vocabulary at import, units and repeated literals cached), and the
+XML is read once into a light tree (`_Node`) whose lookups are dictionary hits instead of child scans.
+`map_certificate` gives the same triples as pyoxigraph objects (tests, SHACL validation).
 """
 
 import re
@@ -25,8 +31,6 @@ from graph.units import map_dsi_unit, quantity_kind_for_ref_types, quantity_kind
 
 MAPPING_VERSION = "1.0.0"
 
-# --- vocabulary --------------------------------------------------------------------------------------------
-
 RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
 RDFS = "http://www.w3.org/2000/01/rdf-schema#"
 XSD = "http://www.w3.org/2001/XMLSchema#"
@@ -41,93 +45,136 @@ SIS = "https://ptb.de/sis/"
 QH = iris.QH
 LANGUAGE_BASE = "http://id.loc.gov/vocabulary/iso639-1/"
 
-N = ox.NamedNode
-A = N(f"{RDF}type")
-LABEL = N(f"{RDFS}label")
-XSD_STRING = N(f"{XSD}string")
-XSD_DECIMAL = N(f"{XSD}decimal")
-XSD_DOUBLE = N(f"{XSD}double")
-XSD_DATE = N(f"{XSD}date")
-XSD_DATETIME = N(f"{XSD}dateTime")
-XSD_BOOLEAN = N(f"{XSD}boolean")
-XSD_POSITIVE = N(f"{XSD}positiveInteger")
+# --- N-Triples terms -----------------------------------------------------------------------------------------
+# Terms are kept as N-Triples text ("<iri>", "\"literal\"^^<datatype>"); a triple is "s p o .\n".
 
 
-def _qh(name: str) -> ox.NamedNode:
-    return N(f"{QH}{name}")
+def _ref(iri: str) -> str:
+    """An IRI as an N-Triples term, checked the way pyoxigraph checks it (ValueError when it is not an IRI)."""
+    return f"<{ox.NamedNode(iri).value}>"
 
 
-def _sis(name: str) -> ox.NamedNode:
-    return N(f"{SIS}{name}")
+@lru_cache(maxsize=4096)
+def _cached_ref(iri: str) -> str:
+    """`_ref` for IRIs that repeat across certificates (units, quantity kinds, standards, languages)."""
+    return _ref(iri)
+
+
+# oxrdf's escapes, so the text is the one pyoxigraph would write for the same literal.
+_ESCAPES = {ord('"'): '\\"', ord("\\"): "\\\\", 0x08: "\\b", 0x09: "\\t", 0x0A: "\\n", 0x0C: "\\f", 0x0D: "\\r"}
+_ESCAPES.update({code: f"\\u{code:04X}" for code in (*range(0x20), 0x7F) if code not in _ESCAPES})
+_NEEDS_ESCAPE = re.compile(r'[\x00-\x1f\x7f"\\]')
+
+
+def _quoted(text: str) -> str:
+    return f'"{text.translate(_ESCAPES)}"' if _NEEDS_ESCAPE.search(text) else f'"{text}"'
+
+
+def _literal(text: str) -> str:
+    """A plain (xsd:string) literal."""
+    return _quoted(text)
+
+
+# Literals repeat across values and certificates (units, coverage factors, labels): rendered once.
+@lru_cache(maxsize=65_536)
+def _string_literal(text: str) -> str:
+    return _quoted(text)
+
+
+def _typed(text: str, datatype: str) -> str:
+    """A literal of a datatype given as an N-Triples IRI term."""
+    return f"{_quoted(text)}^^{datatype}"
+
+
+# --- vocabulary (as N-Triples terms) ---------------------------------------------------------------------
+
+A = _ref(f"{RDF}type")
+LABEL = _ref(f"{RDFS}label")
+XSD_STRING = _ref(f"{XSD}string")
+XSD_DECIMAL = _ref(f"{XSD}decimal")
+XSD_DOUBLE = _ref(f"{XSD}double")
+XSD_DATE = _ref(f"{XSD}date")
+XSD_DATETIME = _ref(f"{XSD}dateTime")
+XSD_BOOLEAN = _ref(f"{XSD}boolean")
+XSD_POSITIVE = _ref(f"{XSD}positiveInteger")
+
+
+def _qh(name: str) -> str:
+    return _ref(f"{QH}{name}")
+
+
+def _sis(name: str) -> str:
+    return _ref(f"{SIS}{name}")
 
 
 CALIBRATION_CERTIFICATE = _qh("CalibrationCertificate")
 TEST_REPORT = _qh("TestReport")
 LABORATORY = _qh("Laboratory")
-ORGANIZATION = N(f"{ORG}Organization")
+ORGANIZATION = _ref(f"{ORG}Organization")
 INSTRUMENT = _qh("Instrument")
 MEASUREMENT_STANDARD = _qh("MeasurementStandard")
 MANUFACTURER = _qh("Manufacturer")
-SCHEMA_ORGANIZATION = N(f"{SCHEMA}Organization")
-FEATURE_OF_INTEREST = N(f"{SOSA}FeatureOfInterest")
-PRODUCT = N(f"{SCHEMA}Product")
+SCHEMA_ORGANIZATION = _ref(f"{SCHEMA}Organization")
+FEATURE_OF_INTEREST = _ref(f"{SOSA}FeatureOfInterest")
+PRODUCT = _ref(f"{SCHEMA}Product")
 CALIBRATION = _qh("Calibration")
 TEST = _qh("Test")
-ACTIVITY = N(f"{PROV}Activity")
+ACTIVITY = _ref(f"{PROV}Activity")
 METHOD = _qh("Method")
-PROCEDURE = N(f"{SOSA}Procedure")
+PROCEDURE = _ref(f"{SOSA}Procedure")
 STANDARD = _qh("Standard")
 CLAUSE = _qh("Clause")
 STATEMENT = _qh("Statement")
 MEASUREMENT_RESULT = _qh("MeasurementResult")
-OBSERVATION_COLLECTION = N(f"{SOSA}ObservationCollection")
-SSN_EXT_COLLECTION = N(f"{SSN_EXT}ObservationCollection")
+OBSERVATION_COLLECTION = _ref(f"{SOSA}ObservationCollection")
+SSN_EXT_COLLECTION = _ref(f"{SSN_EXT}ObservationCollection")
 QUANTITY = _qh("Quantity")
-OBSERVATION = N(f"{SOSA}Observation")
-QUANTITY_VALUE = N(f"{QUDT}QuantityValue")
+OBSERVATION = _ref(f"{SOSA}Observation")
+QUANTITY_VALUE = _ref(f"{QUDT}QuantityValue")
 SIS_QUANTITY_VALUE = _sis("QuantityValue")
 EXPANDED_MU = _sis("ExpandedMU")
 STANDARD_MU = _sis("StandardMU")
 COVERAGE_INTERVAL_MU = _sis("CoverageIntervalMU")
 
-STATUS = {
-    "draft": _qh("Draft"),
-    "issued": _qh("Issued"),
-    "revoked": _qh("Revoked"),
-    "superseded": _qh("Superseded"),
+STATUS_IRIS = {
+    "draft": f"{QH}Draft",
+    "issued": f"{QH}Issued",
+    "revoked": f"{QH}Revoked",
+    "superseded": f"{QH}Superseded",
 }
+STATUS = {name: _ref(iri) for name, iri in STATUS_IRIS.items()}
 RESULTS_SECTION = _qh("ResultsSection")
 METADATA_SECTION = _qh("MetaDataSection")
 INFLUENCE_SECTION = _qh("InfluenceConditionsSection")
 STATEMENTS_SECTION = _qh("StatementsSection")
 ITEM_SECTION = _qh("ItemQuantitiesSection")
 
-P_IDENTIFIER = N(f"{DCTERMS}identifier")
-P_ISSUED = N(f"{DCTERMS}issued")
-P_MODIFIED = N(f"{DCTERMS}modified")
-P_LANGUAGE = N(f"{DCTERMS}language")
-P_CONFORMS_TO = N(f"{DCTERMS}conformsTo")
-P_REFERENCES = N(f"{DCTERMS}references")
-P_HAS_PART = N(f"{DCTERMS}hasPart")
-P_DATE = N(f"{DCTERMS}date")
-P_GENERATED_BY = N(f"{PROV}wasGeneratedBy")
-P_ASSOCIATED_WITH = N(f"{PROV}wasAssociatedWith")
-P_STARTED = N(f"{PROV}startedAtTime")
-P_ENDED = N(f"{PROV}endedAtTime")
-P_DERIVED_FROM = N(f"{PROV}wasDerivedFrom")
-P_NAME = N(f"{SCHEMA}name")
-P_MANUFACTURER = N(f"{SCHEMA}manufacturer")
-P_MODEL = N(f"{SCHEMA}model")
-P_SERIAL = N(f"{SCHEMA}serialNumber")
-P_HAS_FOI = N(f"{SOSA}hasFeatureOfInterest")
-P_HAS_MEMBER = N(f"{SOSA}hasMember")
-P_HAS_RESULT = N(f"{SOSA}hasResult")
-P_RESULT_TIME = N(f"{SOSA}resultTime")
-P_USED_PROCEDURE = N(f"{SOSA}usedProcedure")
-P_NUMERIC_VALUE = N(f"{QUDT}numericValue")
-P_HAS_UNIT = N(f"{QUDT}hasUnit")
-P_HAS_QUANTITY_KIND = N(f"{QUDT}hasQuantityKind")
-P_STANDARD_UNCERTAINTY = N(f"{QUDT}standardUncertainty")
+P_IDENTIFIER = _ref(f"{DCTERMS}identifier")
+P_ISSUED = _ref(f"{DCTERMS}issued")
+P_MODIFIED = _ref(f"{DCTERMS}modified")
+P_LANGUAGE = _ref(f"{DCTERMS}language")
+P_CONFORMS_TO = _ref(f"{DCTERMS}conformsTo")
+P_REFERENCES = _ref(f"{DCTERMS}references")
+P_HAS_PART = _ref(f"{DCTERMS}hasPart")
+P_DATE = _ref(f"{DCTERMS}date")
+P_GENERATED_BY = _ref(f"{PROV}wasGeneratedBy")
+P_ASSOCIATED_WITH = _ref(f"{PROV}wasAssociatedWith")
+P_STARTED = _ref(f"{PROV}startedAtTime")
+P_ENDED = _ref(f"{PROV}endedAtTime")
+P_DERIVED_FROM = _ref(f"{PROV}wasDerivedFrom")
+P_NAME = _ref(f"{SCHEMA}name")
+P_MANUFACTURER = _ref(f"{SCHEMA}manufacturer")
+P_MODEL = _ref(f"{SCHEMA}model")
+P_SERIAL = _ref(f"{SCHEMA}serialNumber")
+P_HAS_FOI = _ref(f"{SOSA}hasFeatureOfInterest")
+P_HAS_MEMBER = _ref(f"{SOSA}hasMember")
+P_HAS_RESULT = _ref(f"{SOSA}hasResult")
+P_RESULT_TIME = _ref(f"{SOSA}resultTime")
+P_USED_PROCEDURE = _ref(f"{SOSA}usedProcedure")
+P_NUMERIC_VALUE = _ref(f"{QUDT}numericValue")
+P_HAS_UNIT = _ref(f"{QUDT}hasUnit")
+P_HAS_QUANTITY_KIND = _ref(f"{QUDT}hasQuantityKind")
+P_STANDARD_UNCERTAINTY = _ref(f"{QUDT}standardUncertainty")
 P_SI_UNIT = _sis("hasSIMeasurementUnit")
 P_UNIT_IDENTIFIER = _sis("hasUnitIdentifier")
 P_HAS_EXPANDED_MU = _sis("hasExpandedMU")
@@ -195,82 +242,124 @@ _SERIAL_WORDS = ("serial", "serien", "série", "serie", "s/n", "sn", "序列号"
 _BODY = re.compile(r"([A-Z][A-Za-z]{1,9})(?=[\s\-]\S)")
 
 
-# --- small XML helpers (by local name, so every DCC release reads the same) ------------------------------
+# --- the XML, read once by local name (so every DCC release reads the same) -------------------------------
 
 
-_LOCAL_NAMES: dict[object, str] = {}
+_LOCAL_NAMES: dict[str, str] = {}
 
 
-def _local(element: etree._Element) -> str:
-    """The element's local name ('' for comments and processing instructions); tags repeat, so cached."""
-    tag = element.tag
+def _local_name(tag: str) -> str:
+    """The local name of a Clark tag ('{ns}name' → 'name'); tags repeat, so cached."""
     name = _LOCAL_NAMES.get(tag)
     if name is None:
-        name = tag[tag.find("}") + 1 :] if isinstance(tag, str) else ""
+        name = tag[tag.find("}") + 1 :]
         if len(_LOCAL_NAMES) < 10_000:  # hostile documents cannot grow the cache without bound
             _LOCAL_NAMES[tag] = name
     return name
 
 
-def _kids(element: etree._Element | None, name: str | None = None) -> list[etree._Element]:
-    if element is None:
+class _Node:
+    """An element as the mapper reads it: local name, child elements in order and by name, its lxml element.
+
+    The mapper asks each element for a few children by name, many times over; scanning the lxml children (a
+    proxy object per child) for every question cost more than the rest of the mapping. A node indexes its
+    children once, when first asked: subtrees the mapping never enters are never indexed.
+    """
+
+    __slots__ = ("_first", "_kids", "element", "name")
+
+    def __init__(self, element: etree._Element, name: str) -> None:
+        self.element = element
+        self.name = name
+        self._kids: list[_Node] | None = None
+        self._first: dict[str, _Node] = {}
+
+    def _index(self) -> list["_Node"]:
+        kids: list[_Node] = []
+        first = self._first
+        for child in self.element:
+            tag = child.tag
+            if isinstance(tag, str):  # not a comment or processing instruction
+                kid = _Node(child, _local_name(tag))
+                kids.append(kid)
+                if kid.name not in first:
+                    first[kid.name] = kid
+        self._kids = kids
+        return kids
+
+    @property
+    def kids(self) -> list["_Node"]:
+        """The child elements, in document order."""
+        kids = self._kids
+        return self._index() if kids is None else kids
+
+    @property
+    def first(self) -> dict[str, "_Node"]:
+        """The first child element of each local name."""
+        if self._kids is None:
+            self._index()
+        return self._first
+
+    def get(self, attribute: str) -> str | None:
+        """An attribute's value (unqualified name)."""
+        return self.element.get(attribute)
+
+
+def _tree(root: etree._Element) -> _Node:
+    """The document's root node (children are indexed on demand)."""
+    return _Node(root, _local_name(root.tag) if isinstance(root.tag, str) else "")
+
+
+def _kids(node: _Node | None, name: str | None = None) -> list[_Node]:
+    if node is None:
         return []
     if name is None:
-        return [kid for kid in element if _local(kid)]
-    suffix = "}" + name  # a string suffix test is cheaper than splitting every tag
-    return [kid for kid in element if isinstance(kid.tag, str) and (kid.tag.endswith(suffix) or kid.tag == name)]
+        return node.kids
+    return [kid for kid in node.kids if kid.name == name]
 
 
-def _kid(element: etree._Element | None, name: str) -> etree._Element | None:
-    if element is None:
+def _kid(node: _Node | None, name: str) -> _Node | None:
+    return None if node is None else node.first.get(name)
+
+
+def _raw_text(node: _Node) -> str:
+    """All text inside the element (lxml's itertext), unstripped."""
+    element = node.element
+    if not len(element):  # no child nodes at all (comments included): the text is the element's own
+        return element.text or ""
+    return "".join(element.itertext())
+
+
+def _text(node: _Node | None) -> str | None:
+    if node is None:
         return None
-    suffix = "}" + name
-    for kid in element:
-        tag = kid.tag
-        if isinstance(tag, str) and (tag.endswith(suffix) or tag == name):
-            return kid
-    return None
+    return _raw_text(node).strip() or None
 
 
-def _index(element: etree._Element | None) -> dict[str, etree._Element]:
-    """First child by local name: one pass for elements read field by field (si:real, uncertainties)."""
-    found: dict[str, etree._Element] = {}
-    if element is not None:
-        for kid in element:
-            found.setdefault(_local(kid), kid)
-    return found
-
-
-def _text(element: etree._Element | None) -> str | None:
-    if element is None:
-        return None
-    text = "".join(element.itertext()).strip()
-    return text or None
-
-
-def _tokens(element: etree._Element | None) -> list[str]:
-    text = _text(element)
+def _tokens(node: _Node | None) -> list[str]:
+    text = _text(node)
     return text.split() if text else []
 
 
-def _ref_types(element: etree._Element) -> list[str]:
-    return (element.get("refType") or "").split()
+def _ref_types(node: _Node) -> list[str]:
+    return (node.get("refType") or "").split()
 
 
-def _texts(element: etree._Element | None) -> list[tuple[str | None, str]]:
+def _texts(node: _Node | None) -> list[tuple[str | None, str]]:
     """(language, text) of each dcc:content of a multilingual element, whitespace collapsed."""
-    if element is None:
+    if node is None:
         return []
     found = []
-    for content in _kids(element, "content"):
-        text = " ".join("".join(content.itertext()).split())
-        if text:
-            found.append((content.get("lang"), text))
+    for content in node.kids:
+        if content.name == "content":
+            text = " ".join(_raw_text(content).split())
+            if text:
+                found.append((content.get("lang"), text))
     return found
 
 
-def _first_text(element: etree._Element | None) -> str | None:
-    texts = _texts(element)
+def _first_text(node: _Node | None) -> str | None:
+    texts = _texts(node)
     return texts[0][1] if texts else None
 
 
@@ -331,18 +420,18 @@ def recognise_standard_codes(text: str) -> list[StandardCode]:
 class _Context:
     """Where a quantity stands: its section, the result collection it belongs to, inherited refTypes."""
 
-    section: ox.NamedNode
-    collection: ox.NamedNode | None = None
-    parent: ox.NamedNode | None = None
+    section: str
+    collection: str | None = None
+    parent: str | None = None
     ref_types: list[str] = field(default_factory=list)
 
 
 class _Mapper:
-    """Builds the triples of one certificate."""
+    """Builds the N-Triples lines of one certificate; nodes are N-Triples terms ("<iri>")."""
 
     def __init__(
         self,
-        root: etree._Element,
+        root: _Node,
         certificate: Certificate,
         lab_name: str | None,
         lab_accreditation: str | None,
@@ -353,13 +442,14 @@ class _Mapper:
         self.lab_name = lab_name
         self.lab_accreditation = lab_accreditation
         self.resolve_reference = resolve_reference
-        self.triples: list[ox.Triple] = []
-        self.base = iris.certificate_iri(certificate.id)
-        self.node = N(self.base)
-        self.lab = N(iris.organization_iri(certificate.organization_id))
-        self.activity = N(f"{self.base}/calibration")
-        self.item: ox.NamedNode = N(f"{self.base}/item/1")
-        self.methods_by_id: dict[str, ox.NamedNode] = {}
+        self.lines: list[str] = []
+        # Every node IRI of the certificate extends this one, so checking it checks them all.
+        self.base = ox.NamedNode(iris.certificate_iri(certificate.id)).value
+        self.node = f"<{self.base}>"
+        self.lab = _ref(iris.organization_iri(certificate.organization_id))
+        self.activity = f"<{self.base}/calibration>"
+        self.item = f"<{self.base}/item/1>"
+        self.methods_by_id: dict[str, str] = {}
         self.quantities = 0
         self.methods = 0
         self.equipments = 0
@@ -368,35 +458,36 @@ class _Mapper:
 
     # -- emitting
 
-    def add(self, subject: ox.NamedNode, predicate: ox.NamedNode, obj: ox.NamedNode | ox.Literal) -> None:
-        self.triples.append(ox.Triple(subject, predicate, obj))
+    def add(self, subject: str, predicate: str, obj: str) -> None:
+        self.lines.append(f"{subject} {predicate} {obj} .\n")
 
-    def string(self, subject: ox.NamedNode, predicate: ox.NamedNode, value: str | None) -> None:
+    def string(self, subject: str, predicate: str, value: str | None) -> None:
         if value:
-            self.add(subject, predicate, ox.Literal(value))
+            self.lines.append(f"{subject} {predicate} {_literal(value)} .\n")
 
-    def typed(self, subject: ox.NamedNode, predicate: ox.NamedNode, value: str, datatype: ox.NamedNode) -> None:
-        self.add(subject, predicate, ox.Literal(value, datatype=datatype))
+    def typed(self, subject: str, predicate: str, value: str, datatype: str) -> None:
+        self.lines.append(f"{subject} {predicate} {_typed(value, datatype)} .\n")
 
-    def texts(self, subject: ox.NamedNode, predicate: ox.NamedNode, element: etree._Element | None) -> None:
+    def texts(self, subject: str, predicate: str, node: _Node | None) -> None:
         seen: set[tuple[str | None, str]] = set()
-        for language, text in _texts(element):
+        for language, text in _texts(node):
             key = (language, text)
             if key in seen:
                 continue
             seen.add(key)
-            literal = ox.Literal(text)
             if language and _LANGUAGE.fullmatch(language):
-                literal = ox.Literal(text, language=language.lower())
-            self.add(subject, predicate, literal)
+                literal = f"{_string_literal(text)}@{language.lower()}"
+            else:
+                literal = _string_literal(text)
+            self.lines.append(f"{subject} {predicate} {literal} .\n")
 
-    def ref_types(self, subject: ox.NamedNode, element: etree._Element) -> None:
-        for token in _ref_types(element):
-            self.add(subject, P_REF_TYPE, ox.Literal(token))
+    def ref_types(self, subject: str, node: _Node) -> None:
+        for token in _ref_types(node):
+            self.lines.append(f"{subject} {P_REF_TYPE} {_string_literal(token)} .\n")
 
     # -- document
 
-    def run(self) -> list[ox.Triple]:
+    def run(self) -> list[str]:
         admin = _kid(self.root, "administrativeData")
         core = _kid(admin, "coreData")
         self.certificate_node(core)
@@ -407,9 +498,9 @@ class _Mapper:
         results = _kid(self.root, "measurementResults")
         for index, result in enumerate(_kids(results, "measurementResult"), start=1):
             self.measurement_result(result, index)
-        return self.triples
+        return self.lines
 
-    def certificate_node(self, core: etree._Element | None) -> None:
+    def certificate_node(self, core: _Node | None) -> None:
         certificate = self.certificate
         node = self.node
         kind = TEST_REPORT if certificate.kind == CertificateKind.test_report else CALIBRATION_CERTIFICATE
@@ -428,17 +519,17 @@ class _Mapper:
         self.add(node, P_ISSUED_BY, self.lab)
         self.add(node, P_GENERATED_BY, self.activity)
         if certificate.supersedes_id:
-            self.add(node, P_SUPERSEDES, N(iris.certificate_iri(certificate.supersedes_id)))
+            self.add(node, P_SUPERSEDES, _ref(iris.certificate_iri(certificate.supersedes_id)))
         if certificate.superseded_by_id:
-            self.add(node, P_SUPERSEDED_BY, N(iris.certificate_iri(certificate.superseded_by_id)))
+            self.add(node, P_SUPERSEDED_BY, _ref(iris.certificate_iri(certificate.superseded_by_id)))
         languages: list[str] = []
         for name in ("mandatoryLangCodeISO639_1", "usedLangCodeISO639_1"):
             languages += [code.lower() for code in (_text(kid) for kid in _kids(core, name)) if code]
         for code in dict.fromkeys(languages):
             if _LANGUAGE.fullmatch(code):
-                self.add(node, P_LANGUAGE, N(f"{LANGUAGE_BASE}{code}"))
+                self.add(node, P_LANGUAGE, _cached_ref(f"{LANGUAGE_BASE}{code}"))
 
-    def laboratory(self, element: etree._Element | None) -> None:
+    def laboratory(self, element: _Node | None) -> None:
         lab = self.lab
         self.add(lab, A, LABORATORY)
         self.add(lab, A, ORGANIZATION)
@@ -451,13 +542,13 @@ class _Mapper:
             self.string(lab, P_ACCREDITATION_NUMBER, number)
             body = _accreditation_body(number)
             if body:
-                self.add(lab, P_HAS_ACCREDITATION, N(iris.accreditation_iri(body, number)))
+                self.add(lab, P_HAS_ACCREDITATION, _ref(iris.accreditation_iri(body, number)))
 
-    def items(self, items: etree._Element | None) -> None:
+    def items(self, items: _Node | None) -> None:
         certificate = self.certificate
         elements = _kids(items, "item")
         if not elements:  # not schema-valid, but the observations still need a typed feature of interest
-            elements = [etree.Element("item")]
+            elements = [_Node(etree.Element("item"), "item")]
         for index, item in enumerate(elements, start=1):
             if index == 1:
                 # The registry's index fields name the first item: same IRI as the hub's searches use.
@@ -477,22 +568,22 @@ class _Mapper:
 
     def instrument(
         self,
-        element: etree._Element,
+        element: _Node,
         manufacturer: str | None,
         model: str | None,
         serial: str | None,
         *,
         fallback: str,
         iri: str | None = None,
-    ) -> ox.NamedNode:
+    ) -> str:
         # Without a serial number two instruments of one model would share an IRI: keep them per certificate.
-        node = N(iri or (iris.instrument_iri(manufacturer, model, serial) if serial else fallback))
+        node = _ref(iri or (iris.instrument_iri(manufacturer, model, serial) if serial else fallback))
         self.add(node, A, INSTRUMENT)
         self.add(node, A, FEATURE_OF_INTEREST)
         self.add(node, A, PRODUCT)
         self.texts(node, P_NAME, _kid(element, "name"))
         if manufacturer:
-            maker = N(iris.named_organization_iri(manufacturer))
+            maker = _ref(iris.named_organization_iri(manufacturer))
             self.add(node, P_MANUFACTURER, maker)
             self.add(maker, A, MANUFACTURER)
             self.add(maker, A, SCHEMA_ORGANIZATION)
@@ -506,7 +597,7 @@ class _Mapper:
                 self.string(node, P_IDENTIFICATION, f"{issuer}: {value}")
         return node
 
-    def calibration(self, core: etree._Element | None) -> None:
+    def calibration(self, core: _Node | None) -> None:
         activity = self.activity
         certificate = self.certificate
         is_test = certificate.kind == CertificateKind.test_report
@@ -527,15 +618,15 @@ class _Mapper:
 
     # -- statements, methods, standards
 
-    def standard(self, code: StandardCode) -> ox.NamedNode:
-        node = N(iris.standard_iri(code.code))
+    def standard(self, code: StandardCode) -> str:
+        node = _cached_ref(iris.standard_iri(code.code))
         if code.code not in self.seen_standards:
             self.seen_standards.add(code.code)
             self.add(node, A, STANDARD)
             self.string(node, P_CODE, code.code)
             if code.undated and code.edition:
                 self.string(node, P_EDITION, code.edition)
-                undated = N(iris.standard_iri(code.undated))
+                undated = _cached_ref(iris.standard_iri(code.undated))
                 self.add(node, P_EDITION_OF, undated)
                 if code.undated not in self.seen_standards:
                     self.seen_standards.add(code.undated)
@@ -543,7 +634,7 @@ class _Mapper:
                     self.string(undated, P_CODE, code.undated)
         return node
 
-    def norms(self, subject: ox.NamedNode, element: etree._Element, predicate: ox.NamedNode) -> list[StandardCode]:
+    def norms(self, subject: str, element: _Node, predicate: str) -> list[StandardCode]:
         found: list[StandardCode] = []
         for norm in _kids(element, "norm"):
             text = _text(norm)
@@ -555,13 +646,13 @@ class _Mapper:
                 found.append(code)
         return found
 
-    def statements_of(self, statements: etree._Element | None) -> None:
+    def statements_of(self, statements: _Node | None) -> None:
         for statement in _kids(statements, "statement"):
             self.statement(statement, self.node, P_HAS_STATEMENT)
 
-    def statement(self, element: etree._Element, owner: ox.NamedNode, link: ox.NamedNode) -> ox.NamedNode:
+    def statement(self, element: _Node, owner: str, link: str) -> str:
         self.statements += 1
-        node = N(f"{self.base}/statement/{self.statements}")
+        node = f"<{self.base}/statement/{self.statements}>"
         self.add(owner, link, node)
         self.add(node, A, STATEMENT)
         self.ref_types(node, element)
@@ -571,10 +662,10 @@ class _Mapper:
             number = _text(reference)
             for code in codes:
                 if number:
-                    clause = N(iris.clause_iri(code.code, number))
+                    clause = _ref(iris.clause_iri(code.code, number))
                     self.add(node, P_REFERENCES, clause)
                     self.add(clause, A, CLAUSE)
-                    self.add(clause, P_CLAUSE_OF, N(iris.standard_iri(code.code)))
+                    self.add(clause, P_CLAUSE_OF, _cached_ref(iris.standard_iri(code.code)))
                     self.string(clause, P_CLAUSE_NUMBER, number)
         self.string(node, P_CONFORMITY, _text(_kid(element, "conformity")))
         when = _text(_kid(element, "date"))
@@ -584,11 +675,11 @@ class _Mapper:
         self.data(_kid(element, "data"), context)
         return node
 
-    def used_methods(self, element: etree._Element) -> list[ox.NamedNode]:
+    def used_methods(self, element: _Node) -> list[str]:
         nodes = []
         for method in _kids(_kid(element, "usedMethods"), "usedMethod"):
             self.methods += 1
-            node = N(f"{self.base}/method/{self.methods}")
+            node = f"<{self.base}/method/{self.methods}>"
             nodes.append(node)
             identifier = method.get("id")
             if identifier:
@@ -601,7 +692,7 @@ class _Mapper:
             self.add(self.activity, P_USED_METHOD, node)
         return nodes
 
-    def equipment(self, element: etree._Element) -> None:
+    def equipment(self, element: _Node) -> None:
         self.equipments += 1
         manufacturer, model, serial = _identity(element)
         known: Sequence[KnownInstrument] = ()
@@ -619,12 +710,12 @@ class _Mapper:
         self.add(node, A, MEASUREMENT_STANDARD)
         self.add(self.activity, P_USED_EQUIPMENT, node)
         for entry in sorted({entry.certificate_id for entry in known}):
-            self.add(self.node, P_DERIVED_FROM, N(iris.certificate_iri(entry)))
+            self.add(self.node, P_DERIVED_FROM, _ref(iris.certificate_iri(entry)))
 
     # -- results
 
-    def measurement_result(self, element: etree._Element, index: int) -> None:
-        node = N(f"{self.base}/result/{index}")
+    def measurement_result(self, element: _Node, index: int) -> None:
+        node = f"<{self.base}/result/{index}>"
         self.add(self.node, P_HAS_MEASUREMENT_RESULT, node)
         self.add(node, A, MEASUREMENT_RESULT)
         self.add(node, A, OBSERVATION_COLLECTION)
@@ -642,12 +733,12 @@ class _Mapper:
             self.data(_kid(result, "data"), context)
         self.meta_data(element, _Context(section=METADATA_SECTION, collection=node))
 
-    def influence_conditions(self, element: etree._Element, collection: ox.NamedNode | None) -> None:
+    def influence_conditions(self, element: _Node, collection: str | None) -> None:
         for condition in _kids(_kid(element, "influenceConditions"), "influenceCondition"):
             context = _Context(section=INFLUENCE_SECTION, collection=collection, ref_types=_ref_types(condition))
             self.data(_kid(condition, "data"), context)
 
-    def meta_data(self, element: etree._Element, context: _Context) -> None:
+    def meta_data(self, element: _Node, context: _Context) -> None:
         for meta in _kids(_kid(element, "measurementMetaData"), "metaData"):
             inner = _Context(
                 section=METADATA_SECTION,
@@ -657,9 +748,9 @@ class _Mapper:
             )
             self.data(_kid(meta, "data"), inner)
 
-    def data(self, element: etree._Element | None, context: _Context) -> None:
+    def data(self, element: _Node | None, context: _Context) -> None:
         for kid in _kids(element):
-            name = _local(kid)
+            name = kid.name
             if name == "quantity":
                 self.quantity(kid, context)
             elif name == "list":
@@ -671,9 +762,10 @@ class _Mapper:
                 self.influence_conditions(kid, context.collection)
                 self.meta_data(kid, inner)
 
-    def quantity(self, element: etree._Element, context: _Context) -> None:
+    def quantity(self, element: _Node, context: _Context) -> None:
         self.quantities += 1
-        node = N(f"{self.base}/quantity/{self.quantities}")
+        iri = f"{self.base}/quantity/{self.quantities}"
+        node = f"<{iri}>"
         self.add(node, A, QUANTITY)
         self.add(node, A, OBSERVATION_COLLECTION)
         self.add(node, P_SECTION, context.section)
@@ -691,10 +783,9 @@ class _Mapper:
                 methods.append(method)
         for method in dict.fromkeys(methods):
             self.add(node, P_USED_PROCEDURE, method)
-        kind_hint = quantity_kind_for_ref_types(ref_types + context.ref_types)
-        values = _Values(self, node, N(kind_hint) if kind_hint else None)
-        for kid in _kids(element):
-            name = _local(kid)
+        values = _Values(self, iri, quantity_kind_for_ref_types(ref_types + context.ref_types))
+        for kid in element.kids:
+            name = kid.name
             if name in ("real", "constant"):
                 values.scalar([kid])
                 break
@@ -723,12 +814,12 @@ class _Entry:
 class _Values:
     """Turns the D-SI values of one quantity into observations and quantity values."""
 
-    def __init__(self, mapper: _Mapper, quantity: ox.NamedNode, kind_hint: ox.NamedNode | None) -> None:
+    def __init__(self, mapper: _Mapper, quantity: str, kind_hint: str | None) -> None:
         self.mapper = mapper
-        self.quantity = quantity
-        self.kind_hint = kind_hint
+        self.quantity = quantity  # the quantity's IRI (not a term: value IRIs extend it)
+        self.kind_hint = kind_hint  # a quantity kind IRI
 
-    def lists(self, elements: list[etree._Element]) -> None:
+    def lists(self, elements: list[_Node]) -> None:
         """List values: entry i of every alternative is one observation."""
         parsed = [_list_entries(element) for element in elements]
         if not parsed or not parsed[0]:
@@ -737,16 +828,16 @@ class _Values:
             alternatives = [first] + [other[position] for other in parsed[1:] if position < len(other)]
             self.observation(alternatives, index=position + 1)
 
-    def hybrid(self, element: etree._Element) -> None:
+    def hybrid(self, element: _Node) -> None:
         """A si:hybrid: the same value(s) in several units; the first unit is the observation's result."""
-        reals = [kid for kid in _kids(element) if _local(kid) in ("real", "constant")]
-        lists = [kid for kid in _kids(element) if _local(kid) in ("realListXMLList", "list", "realList")]
+        reals = [kid for kid in element.kids if kid.name in ("real", "constant")]
+        lists = [kid for kid in element.kids if kid.name in ("realListXMLList", "list", "realList")]
         if reals:  # the XSD wants one kind per hybrid; reals win when a file mixes them
             self.scalar(reals)
         elif lists:
             self.lists(lists)
 
-    def scalar(self, reals: list[etree._Element]) -> None:
+    def scalar(self, reals: list[_Node]) -> None:
         """One value (si:real or si:constant), or its alternatives in other units."""
         entries = [entry for entry in (_real_entry(element) for element in reals) if entry]
         if entries:
@@ -754,80 +845,74 @@ class _Values:
 
     def observation(self, alternatives: list[_Entry], *, index: int | None) -> None:
         mapper = self.mapper
-        append = mapper.triples.append
-        base = f"{self.quantity.value}/value/{index or 1}"
-        node = N(base)
-        append(ox.Triple(self.quantity, P_HAS_MEMBER, node))
-        append(ox.Triple(node, A, OBSERVATION))
-        append(ox.Triple(node, P_HAS_FOI, mapper.item))
+        append = mapper.lines.append
+        base = f"{self.quantity}/value/{index or 1}"
+        node = f"<{base}>"
+        append(f"<{self.quantity}> {P_HAS_MEMBER} {node} .\n")
+        append(f"{node} {A} {OBSERVATION} .\n")
+        append(f"{node} {P_HAS_FOI} {mapper.item} .\n")
         if index is not None:
-            append(ox.Triple(node, P_LIST_INDEX, _index_literal(index)))
+            append(f"{node} {P_LIST_INDEX} {_index_literal(index)} .\n")
         first = alternatives[0]
         if first.label:
-            append(ox.Triple(node, P_VALUE_LABEL, _string_literal(first.label)))
+            append(f"{node} {P_VALUE_LABEL} {_string_literal(first.label)} .\n")
         if first.time and _DATETIME.fullmatch(first.time):
-            append(ox.Triple(node, P_RESULT_TIME, ox.Literal(first.time, datatype=XSD_DATETIME)))
+            append(f"{node} {P_RESULT_TIME} {_typed(first.time, XSD_DATETIME)} .\n")
         for position, entry in enumerate(alternatives):
-            value = N(f"{base}/result" if position == 0 else f"{base}/result/{position + 1}")
-            append(ox.Triple(node, P_HAS_RESULT if position == 0 else P_EQUIVALENT_RESULT, value))
+            value = f"{base}/result" if position == 0 else f"{base}/result/{position + 1}"
+            append(f"{node} {P_HAS_RESULT if position == 0 else P_EQUIVALENT_RESULT} <{value}> .\n")
             self.quantity_value(value, entry)
 
-    def quantity_value(self, node: ox.NamedNode, entry: _Entry) -> None:
-        append = self.mapper.triples.append
-        append(ox.Triple(node, A, QUANTITY_VALUE))
-        append(ox.Triple(node, A, SIS_QUANTITY_VALUE))
+    def quantity_value(self, iri: str, entry: _Entry) -> None:
+        append = self.mapper.lines.append
+        node = f"<{iri}>"
+        append(f"{node} {A} {QUANTITY_VALUE} .\n")
+        append(f"{node} {A} {SIS_QUANTITY_VALUE} .\n")
         numeric = _numeric_literal(entry.value, True)
         if numeric is not None:
-            append(ox.Triple(node, P_NUMERIC_VALUE, numeric))
-        append(ox.Triple(node, P_LEXICAL_VALUE, _string_literal(entry.value)))
-        kind = _quantity_kind_node(entry.kind) or self.kind_hint
-        unit_literal, qudt, sirp = _unit_nodes(entry.unit, kind.value if kind else None)
-        append(ox.Triple(node, P_UNIT_IDENTIFIER, unit_literal))
+            append(f"{node} {P_NUMERIC_VALUE} {numeric} .\n")
+        append(f"{node} {P_LEXICAL_VALUE} {_string_literal(entry.value)} .\n")
+        kind = _quantity_kind(entry.kind) or self.kind_hint
+        unit_literal, qudt, sirp = _unit_terms(entry.unit, kind)
+        append(f"{node} {P_UNIT_IDENTIFIER} {unit_literal} .\n")
         if kind is not None:
-            append(ox.Triple(node, P_HAS_QUANTITY_KIND, kind))
+            append(f"{node} {P_HAS_QUANTITY_KIND} {_cached_ref(kind)} .\n")
         if qudt is not None:
-            append(ox.Triple(node, P_HAS_UNIT, qudt))
+            append(f"{node} {P_HAS_UNIT} {qudt} .\n")
         if sirp is not None:
-            append(ox.Triple(node, P_SI_UNIT, sirp))
+            append(f"{node} {P_SI_UNIT} {sirp} .\n")
         if entry.uncertainty:
-            _uncertainty(append, node, entry.uncertainty)
+            _uncertainty(append, iri, entry.uncertainty)
 
 
-# Literals and unit nodes repeat across values and certificates (units, coverage factors, list indexes):
-# built once. pyoxigraph terms are immutable, so sharing them is safe.
+# Numbers, units and list indexes repeat across values and certificates: rendered once.
 @lru_cache(maxsize=65_536)
-def _numeric_literal(lexical: str, decimal: bool) -> ox.Literal | None:
+def _numeric_literal(lexical: str, decimal: bool) -> str | None:
     """The numeric literal of a lexical form (decimal where exact, else double); None when not a number."""
     if decimal and _DECIMAL.fullmatch(lexical):
-        return ox.Literal(lexical, datatype=XSD_DECIMAL)
+        return _typed(lexical, XSD_DECIMAL)
     if _DOUBLE.fullmatch(lexical):
-        return ox.Literal(lexical, datatype=XSD_DOUBLE)
+        return _typed(lexical, XSD_DOUBLE)
     return None
 
 
-@lru_cache(maxsize=65_536)
-def _string_literal(text: str) -> ox.Literal:
-    return ox.Literal(text)
-
-
 @lru_cache(maxsize=4096)
-def _index_literal(index: int) -> ox.Literal:
-    return ox.Literal(str(index), datatype=XSD_POSITIVE)
+def _index_literal(index: int) -> str:
+    return _typed(str(index), XSD_POSITIVE)
 
 
 @lru_cache(maxsize=1024)
-def _quantity_kind_node(text: str | None) -> ox.NamedNode | None:
-    iri = quantity_kind_iri(text)
-    return N(iri) if iri else None
+def _quantity_kind(text: str | None) -> str | None:
+    return quantity_kind_iri(text)
 
 
 @lru_cache(maxsize=4096)
-def _unit_nodes(unit: str, kind: str | None) -> tuple[ox.Literal, ox.NamedNode | None, ox.NamedNode | None]:
+def _unit_terms(unit: str, kind: str | None) -> tuple[str, str | None, str | None]:
     mapping = map_dsi_unit(unit, kind)
     return (
-        ox.Literal(unit),
-        N(mapping.qudt) if mapping.qudt else None,
-        N(mapping.sirp) if mapping.sirp else None,
+        _quoted(unit),
+        _ref(mapping.qudt) if mapping.qudt else None,
+        _ref(mapping.sirp) if mapping.sirp else None,
     )
 
 
@@ -856,25 +941,25 @@ _UNCERTAINTY_SHAPES = {
 }
 
 
-def _uncertainty(append: Callable[[ox.Triple], None], value: ox.NamedNode, uncertainty: dict[str, str]) -> None:
-    """The univariate uncertainty of a value as a PTB SIS node (numbers as xsd:double, lexical kept)."""
-    node = N(f"{value.value}/uncertainty")
+def _uncertainty(append: Callable[[str], None], value: str, uncertainty: dict[str, str]) -> None:
+    """The univariate uncertainty of a value (its IRI) as a PTB SIS node (numbers as xsd:double, lexical kept)."""
+    node = f"<{value}/uncertainty>"
     link, kind_class, numeric_fields = _UNCERTAINTY_SHAPES[uncertainty["kind"]]
-    append(ox.Triple(value, link, node))
-    append(ox.Triple(node, A, kind_class))
+    append(f"<{value}> {link} {node} .\n")
+    append(f"{node} {A} {kind_class} .\n")
     for name, predicate in numeric_fields:
         lexical = uncertainty.get(name)
         literal = _numeric_literal(lexical, False) if lexical else None
         if literal is not None:
-            append(ox.Triple(node, predicate, literal))
+            append(f"{node} {predicate} {literal} .\n")
     if uncertainty["kind"] == "standard":  # QUDT's own (standard) uncertainty property, exact decimal
         literal = _numeric_literal(uncertainty["value"], True)
         if literal is not None:
-            append(ox.Triple(value, P_STANDARD_UNCERTAINTY, literal))
-    append(ox.Triple(node, P_LEXICAL_VALUE, _string_literal(uncertainty["value"])))
+            append(f"<{value}> {P_STANDARD_UNCERTAINTY} {literal} .\n")
+    append(f"{node} {P_LEXICAL_VALUE} {_string_literal(uncertainty['value'])} .\n")
     distribution = uncertainty.get("distribution")
     if distribution:
-        append(ox.Triple(node, P_DISTRIBUTION, _string_literal(distribution)))
+        append(f"{node} {P_DISTRIBUTION} {_string_literal(distribution)} .\n")
 
 
 # --- D-SI readers -------------------------------------------------------------------------------------------
@@ -884,19 +969,17 @@ def _uncertainty(append: Callable[[ox.Triple], None], value: ox.NamedNode, uncer
 # si:coverageFactor and si:coverageProbability straight into si:real.
 
 
-def _real_uncertainty(
-    element: etree._Element, fields: dict[str, etree._Element] | None = None
-) -> dict[str, str] | None:
-    fields = _index(element) if fields is None else fields
+def _real_uncertainty(element: _Node, fields: dict[str, _Node] | None = None) -> dict[str, str] | None:
+    fields = element.first if fields is None else fields
     container = fields.get("measurementUncertaintyUnivariate")
     if container is None:
         container = fields.get("measurementUncertaintyUnivaraite")  # D-SI 2.x misspells it in si:realList
     if container is not None:
-        inner = _index(container)
+        inner = container.first
         if "expandedMU" in inner:
             return _expanded(inner["expandedMU"], "valueExpandedMU")
         if "standardMU" in inner:
-            standard = _index(inner["standardMU"])
+            standard = inner["standardMU"].first
             return _compact(
                 {
                     "kind": "standard",
@@ -911,7 +994,7 @@ def _real_uncertainty(
     if "coverageInterval" in fields:
         return _interval(fields["coverageInterval"], "standardUnc")
     if "uncertainty" in fields:
-        if _local(element) == "constant":  # si:constant carries a standard uncertainty
+        if element.name == "constant":  # si:constant carries a standard uncertainty
             return _compact({"kind": "standard", "value": _text(fields["uncertainty"])})
         return _expanded(element, "uncertainty", fields)  # D-SI 1.0.1: expanded uncertainty inline
     return None
@@ -923,10 +1006,8 @@ def _compact(values: dict[str, str | None]) -> dict[str, str] | None:
     return {key: value for key, value in values.items() if value is not None}
 
 
-def _expanded(
-    element: etree._Element, value_name: str, fields: dict[str, etree._Element] | None = None
-) -> dict[str, str] | None:
-    fields = _index(element) if fields is None else fields
+def _expanded(element: _Node, value_name: str, fields: dict[str, _Node] | None = None) -> dict[str, str] | None:
+    fields = element.first if fields is None else fields
     return _compact(
         {
             "kind": "expanded",
@@ -938,8 +1019,8 @@ def _expanded(
     )
 
 
-def _interval(element: etree._Element, value_name: str) -> dict[str, str] | None:
-    fields = _index(element)
+def _interval(element: _Node, value_name: str) -> dict[str, str] | None:
+    fields = element.first
     return _compact(
         {
             "kind": "interval",
@@ -952,8 +1033,8 @@ def _interval(element: etree._Element, value_name: str) -> dict[str, str] | None
     )
 
 
-def _real_entry(element: etree._Element, *, unit: str | None = None) -> _Entry | None:
-    fields = _index(element)
+def _real_entry(element: _Node, *, unit: str | None = None) -> _Entry | None:
+    fields = element.first
     value = _text(fields.get("value"))
     unit = _text(fields.get("unit")) or unit
     if value is None or unit is None:
@@ -977,7 +1058,7 @@ def _at(values: list[str], index: int) -> str | None:
     return values[index] if index < len(values) else None
 
 
-def _list_uncertainties(element: etree._Element, count: int) -> list[dict[str, str] | None]:
+def _list_uncertainties(element: _Node, count: int) -> list[dict[str, str] | None]:
     container = _kid(element, "measurementUncertaintyUnivariateXMLList")
     expanded = _kid(container, "expandedMUXMLList")
     legacy = _kid(element, "expandedUncXMLList")
@@ -1019,8 +1100,8 @@ def _list_uncertainties(element: etree._Element, count: int) -> list[dict[str, s
     ]
 
 
-def _list_entries(element: etree._Element) -> list[_Entry]:
-    name = _local(element)
+def _list_entries(element: _Node) -> list[_Entry]:
+    name = element.name
     if name == "realListXMLList":
         values = _tokens(_kid(element, "valueXMLList"))
         units = _tokens(_kid(element, "unitXMLList"))
@@ -1062,8 +1143,8 @@ def _list_entries(element: etree._Element) -> list[_Entry]:
                     shared = _expanded(legacy, "uncertainty")
             break
     entries = []
-    for kid in _kids(element):
-        kid_name = _local(kid)
+    for kid in element.kids:
+        kid_name = kid.name
         if kid_name == "real":
             entry = _real_entry(kid, unit=list_unit)
             if entry:
@@ -1078,14 +1159,14 @@ def _list_entries(element: etree._Element) -> list[_Entry]:
 # --- identities --------------------------------------------------------------------------------------------
 
 
-def _identity(element: etree._Element) -> tuple[str | None, str | None, str | None]:
+def _identity(element: _Node) -> tuple[str | None, str | None, str | None]:
     """Manufacturer name, model and serial number of an item or measuring equipment."""
     manufacturer = _first_text(_kid(_kid(element, "manufacturer"), "name"))
     model = _text(_kid(element, "model"))
     return manufacturer, model, _serial_number(element)
 
 
-def _serial_number(element: etree._Element) -> str | None:
+def _serial_number(element: _Node) -> str | None:
     fallback = None
     for identification in _kids(_kid(element, "identifications"), "identification"):
         value = _text(_kid(identification, "value"))
@@ -1122,6 +1203,19 @@ def _date(text: str | None) -> date | None:
 # --- public API ------------------------------------------------------------------------------------------
 
 
+def map_certificate_ntriples(
+    root: etree._Element,
+    *,
+    certificate: Certificate,
+    lab_name: str | None = None,
+    lab_accreditation: str | None = None,
+    resolve_reference: ReferenceResolver | None = None,
+) -> str:
+    """Map a parsed DCC and its registry entry to the N-Triples of its named graph (one triple a line)."""
+    mapper = _Mapper(_tree(root), certificate, lab_name, lab_accreditation, resolve_reference)
+    return "".join(mapper.run())
+
+
 def map_certificate(
     root: etree._Element,
     *,
@@ -1130,12 +1224,27 @@ def map_certificate(
     lab_accreditation: str | None = None,
     resolve_reference: ReferenceResolver | None = None,
 ) -> list[ox.Triple]:
-    """Map a parsed DCC and its registry entry to the triples of its named graph."""
-    return _Mapper(root, certificate, lab_name, lab_accreditation, resolve_reference).run()
+    """Map a parsed DCC and its registry entry to the triples of its named graph (as pyoxigraph triples)."""
+    text = map_certificate_ntriples(
+        root,
+        certificate=certificate,
+        lab_name=lab_name,
+        lab_accreditation=lab_accreditation,
+        resolve_reference=resolve_reference,
+    )
+    return [quad.triple for quad in ox.parse(text.encode(), format=ox.RdfFormat.N_TRIPLES)]
+
+
+_VALUE_TYPE = ox.NamedNode(f"{RDF}type")
+_QUANTITY_VALUE = ox.NamedNode(f"{QUDT}QuantityValue")
 
 
 def iter_values(triples: Sequence[ox.Triple]) -> Iterator[ox.NamedNode]:
     """The quantity-value nodes among mapped triples (for coverage figures and tests)."""
     for triple in triples:
-        if triple.predicate == A and triple.object == QUANTITY_VALUE and isinstance(triple.subject, ox.NamedNode):
+        if (
+            triple.predicate == _VALUE_TYPE
+            and triple.object == _QUANTITY_VALUE
+            and isinstance(triple.subject, ox.NamedNode)
+        ):
             yield triple.subject

@@ -14,7 +14,7 @@ import pyoxigraph as ox
 
 from certificates.models import Certificate, CertificateKind
 from graph import iris
-from graph.mapping import MAPPING_VERSION, STATUS
+from graph.mapping import MAPPING_VERSION, STATUS_IRIS
 
 DCAT = "http://www.w3.org/ns/dcat#"
 DCTERMS = "http://purl.org/dc/terms/"
@@ -67,7 +67,7 @@ def describe_certificate_graph(
         ox.Triple(graph, N(f"{PROV}wasGeneratedBy"), generation),
         ox.Triple(graph, N(f"{QH}sha256"), _literal(certificate.sha256)),
         ox.Triple(graph, N(f"{QH}mappingVersion"), _literal(MAPPING_VERSION)),
-        ox.Triple(graph, N(f"{QH}status"), STATUS.get(str(certificate.status), STATUS["draft"])),
+        ox.Triple(graph, N(f"{QH}status"), N(STATUS_IRIS.get(str(certificate.status), STATUS_IRIS["draft"]))),
         ox.Triple(graph, N(f"{QH}public"), _literal("true" if certificate.public else "false", "boolean")),
         ox.Triple(graph, N(f"{VOID}triples"), _literal(str(triple_count), "integer")),
         ox.Triple(generation, A, N(f"{PROV}Activity")),
@@ -89,8 +89,21 @@ def _removal(graph_iri: str) -> str:
 
 def metadata_update(graph_iri: str, triples: Iterable[ox.Triple]) -> str:
     """A SPARQL Update replacing the description of one named graph in the metadata graph."""
-    body = "\n".join(f"{triple} ." for triple in triples)
-    return f"{_removal(graph_iri)} ;\nINSERT DATA {{ GRAPH <{iris.METADATA_GRAPH}> {{\n{body}\n}} }}"
+    return metadata_updates([(graph_iri, triples)])
+
+
+def metadata_updates(descriptions: Iterable[tuple[str, Iterable[ox.Triple]]]) -> str:
+    """One SPARQL Update replacing the descriptions of several named graphs (graph IRI, its description)."""
+    removals: list[str] = []
+    lines: list[str] = []
+    for graph_iri, triples in descriptions:
+        removals.append(_removal(graph_iri))
+        lines.extend(f"{triple} ." for triple in triples)
+    if not removals:
+        return ""  # an empty update request is valid SPARQL and changes nothing
+    removal = " ;\n".join(removals)
+    body = "\n".join(lines)
+    return f"{removal} ;\nINSERT DATA {{ GRAPH <{iris.METADATA_GRAPH}> {{\n{body}\n}} }}"
 
 
 def metadata_removal(graph_iri: str) -> str:

@@ -1,13 +1,20 @@
 """Keeping each registered certificate's named graph, and its description, in step with the registry.
 
 `publish_certificate` re-maps one certificate from its stored bytes and registry row into its own named graph
-(`graph.iris.certificate_graph_iri`) with one `replace_graph`, then replaces the graph's description in the
-metadata graph. It runs after every committed certificate event (submitted, issued, revoked, superseded,
-amends), so a status change is in the graph before the request that made it returns.
+(`graph.iris.certificate_graph_iri`), then replaces the graph's description in the metadata graph. It runs after
+every committed certificate event (submitted, issued, revoked, superseded, amends), so a status change is in
+the graph before the request that made it returns.
+
+`publish_certificates` does the same for many certificates with one store call for the whole batch when the
+store can take N-Triples text (`NTriplesGraphWriter`, the embedded store): the background mapper uses it when
+several new submissions are queued. Other stores get one `replace_graph` per certificate and one metadata
+update. Either way each graph is replaced whole (never seen dropped but not refilled), and every mapping reads
+the certificate's current row.
 """
 
 from collections.abc import Iterable, Sequence
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 
 import pyoxigraph as ox
 from sqlmodel import Session, col, select
@@ -15,8 +22,8 @@ from sqlmodel import Session, col, select
 from certificates.models import Certificate, CertificateStatus
 from certificates.xml import parse_xml
 from graph import iris
-from graph.mapping import EquipmentIdentity, KnownInstrument, ReferenceResolver, map_certificate
-from graph.metadata import describe_certificate_graph, metadata_removal, metadata_update
+from graph.mapping import EquipmentIdentity, KnownInstrument, ReferenceResolver, map_certificate_ntriples
+from graph.metadata import describe_certificate_graph, metadata_removal, metadata_updates
 from organizations.models import Organization
 from storage.models import StoredDocument
 
@@ -38,6 +45,23 @@ class CertificateGraphWriter(Protocol):
         """Run a SPARQL 1.1 Update atomically."""
 
 
+@runtime_checkable
+class NTriplesGraphWriter(Protocol):
+    """A store that replaces many named graphs from N-Triples text in one call (`EmbeddedOxigraphStore`)."""
+
+    def replace_graphs(self, graphs: Sequence[tuple[str, str]], *, then_update: str | None = None) -> None:
+        """Replace each named graph with its N-Triples, then run `then_update`; each graph is replaced whole."""
+
+
+@dataclass
+class PublishOutcome:
+    """What a batch did: triples written, graphs dropped, and the certificates whose mapping failed."""
+
+    triples: int = 0
+    dropped: int = 0
+    failed: dict[str, Exception] = field(default_factory=dict)
+
+
 def _same(left: str | None, right: str | None) -> bool:
     """Equal ignoring case and spacing, or one side unknown."""
     if not left or not right:
@@ -47,16 +71,22 @@ def _same(left: str | None, right: str | None) -> bool:
 
 def reference_resolver(session: Session) -> ReferenceResolver:
     """Find the registered certificates of a reference standard by its serial number (and maker/model if given)."""
+    by_serial: dict[str, list[Certificate]] = {}  # a batch's certificates share few reference standards
 
     def resolve(identity: EquipmentIdentity) -> Sequence[KnownInstrument]:
         if not identity.serial:
             return []
-        rows = session.exec(
-            select(Certificate)
-            .where(Certificate.item_serial == identity.serial, Certificate.status != CertificateStatus.draft)
-            .order_by(col(Certificate.id))
-            .limit(MAX_REFERENCE_MATCHES)
-        ).all()
+        rows = by_serial.get(identity.serial)
+        if rows is None:
+            rows = list(
+                session.exec(
+                    select(Certificate)
+                    .where(Certificate.item_serial == identity.serial, Certificate.status != CertificateStatus.draft)
+                    .order_by(col(Certificate.id))
+                    .limit(MAX_REFERENCE_MATCHES)
+                ).all()
+            )
+            by_serial[identity.serial] = rows
         return [
             KnownInstrument(
                 certificate_id=row.id,
@@ -69,7 +99,9 @@ def reference_resolver(session: Session) -> ReferenceResolver:
     return resolve
 
 
-def certificate_triples(session: Session, certificate: Certificate) -> list[ox.Triple]:
+def certificate_ntriples(
+    session: Session, certificate: Certificate, *, resolve_reference: ReferenceResolver | None = None
+) -> str:
     """Map a registered certificate from its stored bytes, with its lab and known reference standards."""
     document = session.get(StoredDocument, certificate.sha256)
     if document is None:
@@ -77,25 +109,79 @@ def certificate_triples(session: Session, certificate: Certificate) -> list[ox.T
     # The bytes passed validation at submission; the size cap is the document's own size.
     root = parse_xml(document.content, max_bytes=max(len(document.content), 1))
     organization = session.get(Organization, certificate.organization_id)
-    return map_certificate(
+    return map_certificate_ntriples(
         root,
         certificate=certificate,
         lab_name=organization.name if organization else None,
         lab_accreditation=organization.accreditation_number if organization else None,
-        resolve_reference=reference_resolver(session),
+        resolve_reference=resolve_reference or reference_resolver(session),
     )
+
+
+def certificate_triples(session: Session, certificate: Certificate) -> list[ox.Triple]:
+    """`certificate_ntriples` as pyoxigraph triples."""
+    text = certificate_ntriples(session, certificate)
+    return [quad.triple for quad in ox.parse(text.encode(), format=ox.RdfFormat.N_TRIPLES)]
+
+
+def _write(
+    store: CertificateGraphWriter,
+    graphs: Sequence[tuple[str, str]],
+    descriptions: Sequence[tuple[str, list[ox.Triple]]],
+) -> None:
+    if not graphs:
+        return
+    update = metadata_updates(descriptions)
+    if isinstance(store, NTriplesGraphWriter):
+        store.replace_graphs(graphs, then_update=update)
+        return
+    for graph_iri, ntriples in graphs:
+        store.replace_graph(
+            graph_iri, (quad.triple for quad in ox.parse(ntriples.encode(), format=ox.RdfFormat.N_TRIPLES))
+        )
+    store.update(update, timeout_s=METADATA_TIMEOUT_S)
+
+
+def publish_certificates(
+    session: Session, store: CertificateGraphWriter, *, certificate_ids: Sequence[str]
+) -> PublishOutcome:
+    """Write the named graphs and metadata of several certificates (one store call when the store allows).
+
+    A certificate that is gone has its graph and description removed; one whose mapping fails is reported in
+    `failed` and leaves its graph as it was, without holding up the others.
+    """
+    outcome = PublishOutcome()
+    wanted = list(dict.fromkeys(certificate_ids))
+    rows = {row.id: row for row in session.exec(select(Certificate).where(col(Certificate.id).in_(wanted))).all()}
+    resolve = reference_resolver(session)
+    graphs: list[tuple[str, str]] = []
+    descriptions: list[tuple[str, list[ox.Triple]]] = []
+    for certificate_id in wanted:
+        graph_iri = iris.certificate_graph_iri(certificate_id)
+        certificate = rows.get(certificate_id)
+        if certificate is None:
+            store.drop_graph(graph_iri)
+            store.update(metadata_removal(graph_iri), timeout_s=METADATA_TIMEOUT_S)
+            outcome.dropped += 1
+            continue
+        try:
+            ntriples = certificate_ntriples(session, certificate, resolve_reference=resolve)
+        except Exception as error:  # one bad certificate must not keep the rest of the batch out of the graph
+            outcome.failed[certificate_id] = error
+            continue
+        count = ntriples.count("\n")  # one triple a line: literals never hold a raw newline
+        graphs.append((graph_iri, ntriples))
+        descriptions.append(
+            (graph_iri, describe_certificate_graph(certificate=certificate, graph_iri=graph_iri, triple_count=count))
+        )
+        outcome.triples += count
+    _write(store, graphs, descriptions)
+    return outcome
 
 
 def publish_certificate(session: Session, store: CertificateGraphWriter, *, certificate_id: str) -> int:
     """Write one certificate's named graph and its metadata; returns the number of triples (0 if gone)."""
-    graph_iri = iris.certificate_graph_iri(certificate_id)
-    certificate = session.get(Certificate, certificate_id)
-    if certificate is None:
-        store.drop_graph(graph_iri)
-        store.update(metadata_removal(graph_iri), timeout_s=METADATA_TIMEOUT_S)
-        return 0
-    triples = certificate_triples(session, certificate)
-    store.replace_graph(graph_iri, triples)
-    description = describe_certificate_graph(certificate=certificate, graph_iri=graph_iri, triple_count=len(triples))
-    store.update(metadata_update(graph_iri, description), timeout_s=METADATA_TIMEOUT_S)
-    return len(triples)
+    outcome = publish_certificates(session, store, certificate_ids=[certificate_id])
+    for error in outcome.failed.values():
+        raise error
+    return outcome.triples

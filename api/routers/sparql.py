@@ -193,10 +193,18 @@ def _decode(body: bytes, content_type: str) -> str:
         raise ProblemError(400, "invalid-encoding", f"The request body is not valid UTF-8: {error}.") from None
 
 
+def _url_pairs(request: Request) -> list[tuple[str, str]]:
+    """The URL's query parameters (read from the scope: a POST's URL usually has none, and then costs nothing)."""
+    query_string: bytes = request.scope.get("query_string", b"")
+    if not query_string:
+        return []
+    return list(request.query_params.multi_items())
+
+
 async def _read_post(request: Request) -> _Request:
     content_type = request.headers.get("content-type", "")
     media_type = content_type.split(";")[0].strip().lower()
-    url_pairs = list(request.query_params.multi_items())
+    url_pairs = _url_pairs(request)
     if media_type not in (FORM, SPARQL_QUERY, SPARQL_UPDATE):
         raise ProblemError(
             415,
@@ -511,6 +519,7 @@ class SparqlFastLane:
     def __init__(self, app: ASGIApp, hub: FastAPI) -> None:
         self.app = app
         self.hub = hub
+        self._series: dict[tuple[str, int], tuple[Any, Any]] = {}  # labelled metric children, looked up once
 
     async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
         """Handle `/sparql` GET and POST here; pass everything else on."""
@@ -528,10 +537,18 @@ class SparqlFastLane:
                 request, status=500, code="internal-error", detail="An unexpected error occurred; it has been logged."
             )
         await response(scope, receive, send)
-        metrics = getattr(self.hub.state, "metrics", None)
-        if metrics is not None:
-            metrics.requests.labels(scope["method"], "/sparql", str(response.status_code)).inc()
-            metrics.latency.labels(scope["method"], "/sparql").observe(time.perf_counter() - started)
+        series = self._series.get((scope["method"], response.status_code))
+        if series is None:
+            metrics = getattr(self.hub.state, "metrics", None)
+            if metrics is None:
+                return
+            series = (
+                metrics.requests.labels(scope["method"], "/sparql", str(response.status_code)),
+                metrics.latency.labels(scope["method"], "/sparql"),
+            )
+            self._series[(scope["method"], response.status_code)] = series
+        series[0].inc()
+        series[1].observe(time.perf_counter() - started)
 
 
 def install_sparql_fast_lane(app: FastAPI) -> None:

@@ -129,7 +129,7 @@ def test_a_mapping_failure_is_logged_and_the_registry_request_still_succeeds(hub
     def broken(*args, **kwargs):
         raise RuntimeError("mapping exploded")
 
-    monkeypatch.setattr("graph.publish.map_certificate", broken)
+    monkeypatch.setattr("graph.publish.map_certificate_ntriples", broken)
     capsys.readouterr()
     response = hub.client.post(f"/api/v1/certificates/{certificate_id}/revoke", json={"reason": "typo"}, headers=lab)
     assert response.status_code == 200
@@ -146,3 +146,20 @@ def test_issuing_a_draft_updates_its_status_in_the_graph(hub, action):
     certificate_id = submit(hub, lab, VALID.read_bytes())
     assert hub.client.post(f"/api/v1/certificates/{certificate_id}/{action}", headers=lab).status_code == 200
     assert ask(hub, in_graph(certificate_id, f"<{iris.certificate_iri(certificate_id)}> qh:status qh:Issued"))
+
+
+def test_queued_certificates_are_mapped_as_one_batch_with_their_descriptions(hub):
+    _, lab = hub.make_org()
+    identifiers = [submit(hub, lab, content) for content in (VALID.read_bytes(), GAUGE_BLOCK.read_bytes())]
+    mapper = hub.client.app.state.graph_mapper
+    store = hub.client.app.state.graph_store
+    for identifier in identifiers:
+        store.drop_graph(iris.certificate_graph_iri(identifier))
+    mapper.map_batch([*identifiers, "01900000-0000-7000-8000-00000000dead"])  # a gone one is only removed
+    for identifier in identifiers:
+        assert ask(hub, in_graph(identifier, f"<{iris.certificate_iri(identifier)}> qh:status qh:Draft"))
+    rows = select(
+        hub,
+        f"""SELECT ?graph WHERE {{ GRAPH <{iris.METADATA_GRAPH}> {{ ?graph void:triples ?triples }} }}""",
+    )
+    assert {row["graph"] for row in rows} >= {iris.certificate_graph_iri(identifier) for identifier in identifiers}

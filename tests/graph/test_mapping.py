@@ -21,6 +21,7 @@ from graph.mapping import (
     KnownInstrument,
     iter_values,
     map_certificate,
+    map_certificate_ntriples,
     recognise_standard_codes,
 )
 from graph.metadata import describe_certificate_graph, metadata_update
@@ -104,6 +105,15 @@ def test_every_corpus_certificate_maps_and_conforms_to_the_shapes(path):
     assert any(t.predicate.value == f"{QH}status" for t in triples)
     report = validate_graph(triples)
     assert report.conforms, "\n".join(f"{r.focus} {r.path}: {r.message}" for r in report.violations)
+
+
+def test_the_ntriples_text_is_what_pyoxigraph_writes_for_the_same_triples():
+    # The store loads the text as it is: escaping must match pyoxigraph's, quotes and control characters too.
+    certificate = registered(VALID, status="revoked", status_reason='a "quoted"\tline\nwith \\ and \x01')
+    text = map_certificate_ntriples(parse_xml(VALID.read_bytes()), certificate=certificate, lab_name="Lab")
+    triples = [quad.triple for quad in ox.parse(text.encode(), format=ox.RdfFormat.N_TRIPLES)]
+    assert ox.serialize(triples, format=ox.RdfFormat.N_TRIPLES).decode() == text
+    assert text.count("\n") == len(triples) > 100
 
 
 def test_mapping_twice_gives_identical_triples():
