@@ -8,6 +8,8 @@ Deliberate deviations from dcc.sch are noted at the rule; `RULES` lists every ru
 Speed (ingest runs this on every upload): lxml filters the tree in C, so Python sees only the elements the
 rules look at, once; XPaths and Finding objects are built only for the elements that get a finding. A 25 KB
 certificate takes ~0.6 ms; a third of that is lxml and pydantic (id XPath, tag filter, getpath, validation).
+A verdict-only run (batch ingest: a valid document's warnings are not part of its answer) skips the rules and
+parts of rules that can only give warnings; the full run is made if the findings are asked for after all.
 """
 
 import math
@@ -221,6 +223,11 @@ _ID_ATTRIBUTES = etree.XPath("/descendant::*/@id | /descendant::*/@refId | /desc
 # them) gets its own single-tag walk: it needs no dispatch, and every extra pattern slows the C filter.
 _WANTED_TAGS = tuple(sorted(f"{{*}}{name}" for name in (_DCC_NAMES - {"content"}) | _SI_NAMES))
 _UNIT_NAMES = _UNIT_ELEMENTS | _UNIT_LISTS
+# Checks visit names in these fixed orders (a set's order changes with the hash seed, and with it the order of
+# findings that share a line, e.g. in a document written on one line).
+_UNIT_ORDER = ("unit", "listUnit", "unitPhase", "listUnitPhase", "unitXMLList", "unitPhaseXMLList")
+_UNCERTAINTY_ORDER = tuple(sorted(_UNCERTAINTY_VALUES))
+_SPACED_ORDER = tuple(sorted(_SPACED_LISTS))
 _UNIT_TAGS = tuple(f"{{*}}{name}" for name in _UNIT_NAMES)
 
 # The model's own validator, called without `Finding(**fields)`'s Python-level overhead: 0.8 µs instead of
@@ -280,8 +287,9 @@ class _Buckets(dict[str, list[etree._Element]]):
 class _Doc:
     """What the rules need from one document, collected in one walk of the tree, and the findings made."""
 
-    def __init__(self, root: etree._Element) -> None:
+    def __init__(self, root: etree._Element, *, full: bool = True) -> None:
         self.root = root
+        self.full = full  # False: only what can give an error-level finding (the verdict) is checked
         self.kinds = _Kinds(etree.QName(root).namespace or "")
         self.dcc: defaultdict[str, list[etree._Element]] = defaultdict(list)
         self.si: defaultdict[str, list[etree._Element]] = defaultdict(list)
@@ -339,9 +347,10 @@ class RuleHits:
     # A caller that needs only the verdict (the batch ingest of a valid document, whose warnings it does not
     # answer with) skips building them: a fifth of the rules' cost on a certificate with dozens of warnings.
 
-    def __init__(self, root: etree._Element, hits: list[Hit]) -> None:
+    def __init__(self, root: etree._Element, hits: list[Hit], *, complete: bool = True) -> None:
         self._root = root
         self._hits = hits
+        self._complete = complete  # False: a verdict-only run, without the warning-only checks
 
     @property
     def has_error(self) -> bool:
@@ -350,6 +359,9 @@ class RuleHits:
 
     def findings(self) -> list[Finding]:
         """Return the findings sorted by line, then rule (stable: ties keep the order of the checks)."""
+        if not self._complete:
+            self._hits = _run(self._root, full=True)
+            self._complete = True
         hits = sorted(self._hits, key=_line_and_rule)
         tree = self._root.getroottree()
         paths: dict[etree._Element, str] = {}  # getpath costs µs per deep element; some get several findings
@@ -397,11 +409,12 @@ def _check_ids(doc: _Doc) -> None:
             referenced.add(token)
             if token not in doc.ids:
                 doc.report("ref-id-unresolved", el, f"refId {token!r} does not name any id in the document")
+    full = doc.full
     for value, elements in doc.ids.items():
         for el in elements[1:]:
             doc.report("id-duplicate", el, f"id {value!r} is used {len(elements)} times")
         # only DCC/D-SI ids: a MathML formula id need not be referenced
-        if value not in referenced and doc.kinds[elements[0].tag][0]:
+        if full and value not in referenced and doc.kinds[elements[0].tag][0]:
             doc.report("id-unreferenced", elements[0], f"id {value!r} is not referenced by any refId")
 
 
@@ -436,12 +449,19 @@ def _check_languages(doc: _Doc) -> None:
 
     # Group the tagged texts by parent element (the elements are looked up again only if a finding needs them).
     content_tag = f"{{{doc.kinds.dcc_ns}}}content"
+    full = doc.full
     langs_by_parent: dict[etree._Element, list[str]] = {}
     untagged_grandparents: dict[etree._Element, bool] = {}  # grandparent -> exempt; siblings share one
+    # The texts of one element are consecutive: the identity test spares most dict look-ups (lxml hands out the
+    # same proxy for an element while a reference to it is held).
+    last_parent: etree._Element | None = None
+    last_langs: list[str] = []
     for el in doc.dcc["content"]:
         lang = el.get("lang")
-        parent = el.getparent()
         if lang is None:
+            if not full:
+                continue  # content-lang-attribute-missing is a warning
+            parent = el.getparent()
             grandparent = parent.getparent() if parent is not None else None
             if grandparent is None:
                 continue
@@ -457,19 +477,27 @@ def _check_languages(doc: _Doc) -> None:
                 el,
                 f"lang {lang!r} is not a declared language ({', '.join(declared) or 'none declared'})",
             )
-        if parent is not None:
-            langs = langs_by_parent.get(parent)
-            if langs is None:
-                langs_by_parent[parent] = [lang]
-            else:
-                langs.append(lang)
+        parent = el.getparent()
+        if parent is last_parent:
+            last_langs.append(lang)
+            continue
+        if parent is None:
+            continue
+        langs = langs_by_parent.get(parent)
+        if langs is None:
+            langs = langs_by_parent[parent] = []
+        langs.append(lang)
+        last_parent, last_langs = parent, langs
 
     mandatory = list(dict.fromkeys(_text(el) for el in doc.dcc["mandatoryLangCodeISO639_1"]))
+    if not full and not mandatory:
+        return  # only mandatory languages can be missing with an error
     optional = [code for code in dict.fromkeys(declared) if code not in mandatory]
     every_language = {*mandatory, *optional}
+    count = len(every_language)
     for parent, langs in langs_by_parent.items():
         # the usual case, one text per language: nothing is missing and nothing repeated
-        if len(langs) == len(every_language) and set(langs) == every_language:
+        if len(langs) == count and set(langs) == every_language:
             continue
         given = ", ".join(langs)
         if missing := [code for code in mandatory if code not in langs]:
@@ -478,6 +506,8 @@ def _check_languages(doc: _Doc) -> None:
                 parent,
                 f"texts in [{given}] lack mandatory language(s) [{', '.join(missing)}]",
             )
+        if not full:
+            continue  # the rest are warnings
         # Deviation: dcc.sch wants every used language (error); the XSD requires only the mandatory ones.
         if missing := [code for code in optional if code not in langs]:
             doc.report(
@@ -516,6 +546,7 @@ _DECLARATIONS = {
     "usedSoftware": "used-software-missing",
     "influenceConditions": "influence-conditions-missing",
 }
+_REQUIRED_DECLARATIONS = {"usedMethods": "used-methods-missing"}  # the one whose absence is an error
 
 
 def _check_declarations(doc: _Doc) -> None:
@@ -523,8 +554,9 @@ def _check_declarations(doc: _Doc) -> None:
     # Methods are required (dcc.sch, ISO/IEC 17025 7.8.2.1). Deviation: dcc.sch also makes missing influence
     # conditions an error, but 17025 asks only for conditions that influence the result, and the DKD
     # good-practice example gives them for one of three results, so: warning.
+    declarations = _DECLARATIONS if doc.full else _REQUIRED_DECLARATIONS
     declared_globally = {
-        result: _DECLARATIONS.keys() & doc.named_children(result).keys() for result in doc.dcc["measurementResult"]
+        result: declarations.keys() & doc.named_children(result).keys() for result in doc.dcc["measurementResult"]
     }
     no_globals: set[str] = set()
     contexts = _Contexts(doc)
@@ -534,7 +566,7 @@ def _check_declarations(doc: _Doc) -> None:
             continue
         globals_ = declared_globally.get(mres, no_globals)
         own = doc.named_children(lst)
-        undeclared = [(name, rule) for name, rule in _DECLARATIONS.items() if name not in globals_ and name not in own]
+        undeclared = [(name, rule) for name, rule in declarations.items() if name not in globals_ and name not in own]
         if not undeclared:
             continue
         quantities = doc.children(lst, "quantity")
@@ -547,10 +579,10 @@ def _check_declarations(doc: _Doc) -> None:
         if grandparent is None or doc.local(parent) != "data" or doc.local(grandparent) != "result":
             continue
         globals_ = declared_globally.get(contexts.of_parent(quantity)[2], no_globals)
-        if len(globals_) == len(_DECLARATIONS):
+        if len(globals_) == len(declarations):
             continue  # all declared for the whole result
         own = doc.named_children(quantity)
-        for name, rule in _DECLARATIONS.items():
+        for name, rule in declarations.items():
             if name not in globals_ and name not in own:
                 doc.report(rule, quantity, f"result quantity without {name} (none declared for the result)")
 
@@ -612,8 +644,9 @@ def _parse_date(text: str) -> date | None:
 
 def _check_core_data(doc: _Doc) -> None:
     """Schema version, unique identifier, release format and the order of the core dates."""
+    full = doc.full
     version = doc.root.get("schemaVersion")
-    if version != CURRENT_SCHEMA_VERSION:
+    if full and version != CURRENT_SCHEMA_VERSION:
         declared = f"schemaVersion {version!r}" if version else "no schemaVersion attribute (DCC before 2.3)"
         doc.report(
             "schema-version-outdated",
@@ -626,7 +659,7 @@ def _check_core_data(doc: _Doc) -> None:
     for el in identifiers:
         if not _text(el):
             doc.report("unique-identifier-empty", el, "dcc:uniqueIdentifier is blank")
-    for el in doc.dcc["release"]:
+    for el in doc.dcc["release"] if full else ():
         # Deviation: dcc.sch makes this an error; releases like "0.7.1" in PTB's examples are fine data.
         if not _RELEASE.fullmatch(el.text or ""):
             doc.report("software-release-format", el, f"release {el.text!r} is not like 'v1.2.3' or 'A 1.0'")
@@ -649,7 +682,7 @@ def _check_core_data(doc: _Doc) -> None:
                 dates[later][0],
                 f"{later} {dates[later][1]} is before {earlier} {dates[earlier][1]}",
             )
-    if "receiptDate" in dates and "endPerformanceDate" in dates:
+    if full and "receiptDate" in dates and "endPerformanceDate" in dates:
         received, ended = dates["receiptDate"][1], dates["endPerformanceDate"][1]
         if received > ended:
             doc.report(
@@ -690,7 +723,7 @@ def _unit_strings(el: etree._Element, local: str) -> list[str]:
 
 def _check_units(doc: _Doc) -> None:
     """D-SI syntax of every unit (hybrid alternatives may be non-SI); non-SI declarations; redundant lists."""
-    for name in _UNIT_NAMES:
+    for name in _UNIT_ORDER:
         for el in doc.si.get(name, ()):
             for unit in _unit_strings(el, name):
                 verdict = _unit_verdict(unit)
@@ -707,7 +740,7 @@ def _check_units(doc: _Doc) -> None:
                     )
                 else:
                     doc.report("dsi-unit-invalid", el, f"unit {unit!r}: {check_dsi_unit(unit)}")
-            if name == "unitXMLList":
+            if name == "unitXMLList" and doc.full:
                 tokens = _tokens(el)
                 if len(tokens) > 1 and len(set(tokens)) == 1:
                     doc.report("unit-list-redundant", el, f"all {len(tokens)} units are {tokens[0]!r}; one is enough")
@@ -754,7 +787,7 @@ def _negative_tokens(el: etree._Element) -> list[str]:
 
 def _check_uncertainty(doc: _Doc) -> None:
     """Non-negative uncertainties; coverage factor and probability present and in range."""
-    for name in _UNCERTAINTY_VALUES:
+    for name in _UNCERTAINTY_ORDER:
         for el in doc.si.get(name, ()):
             if negative := _negative_tokens(el):
                 doc.report("uncertainty-negative", el, f"negative uncertainty {', '.join(negative[:5])}")
@@ -948,8 +981,10 @@ def _check_lists(doc: _Doc) -> None:
             described = ", ".join(f"{n} ({local})" for n, local in lengths.items())
             doc.report("hybrid-length-mismatch", hybrid, f"representations have different lengths: {described}")
 
+    if not doc.full:
+        return  # spacing findings are warnings
     # Deviation: dcc.sch makes spacing an error, but XSD list types collapse whitespace: the data is intact.
-    for name in _SPACED_LISTS:
+    for name in _SPACED_ORDER:
         for el in doc.si.get(name, ()):
             if not _TIDY_LIST.fullmatch(el.text or ""):
                 doc.report("list-whitespace", el, f"{name} {el.text!r} has irregular spacing")
@@ -970,12 +1005,16 @@ _CHECKS = (
 )
 
 
-def run_rules(root: etree._Element) -> RuleHits:
-    """Run every semantic rule on a parsed DCC; the findings are built when asked for."""
-    doc = _Doc(root)
+def _run(root: etree._Element, *, full: bool) -> list[Hit]:
+    doc = _Doc(root, full=full)
     for check in _CHECKS:
         check(doc)
-    return RuleHits(root, doc.hits)
+    return doc.hits
+
+
+def run_rules(root: etree._Element, *, verdict_only: bool = False) -> RuleHits:
+    """Run the semantic rules on a parsed DCC (verdict_only: only those that can fail it); findings on demand."""
+    return RuleHits(root, _run(root, full=not verdict_only), complete=not verdict_only)
 
 
 def check_rules(root: etree._Element) -> list[Finding]:

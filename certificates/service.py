@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from lxml import etree
-from sqlalchemy import insert, or_
+from sqlalchemy import exists, insert, or_
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm.attributes import instance_dict
 from sqlmodel import Session, SQLModel, col, select
@@ -228,12 +228,12 @@ def _insert_registered(
         }
         for row in certificates
     ]
-    # The listeners get each event with its row's id and time, as after a flush; ids come back in row order.
-    ids = session.execute(
-        insert(_EVENTS_TABLE).returning(_EVENTS_TABLE.c.id, sort_by_parameter_order=True), events
-    ).scalars()
-    for values, event_id in zip(events, ids, strict=True):
-        dispatch_in_transaction(session, _as_loaded(AuditEvent, {"id": event_id, **values}))
+    # The listeners get each event with its row's id and time, as after a flush. The ids are matched by subject
+    # (one new certificate each), not by position: asking for them in row order makes SQLite insert row by row.
+    statement = insert(_EVENTS_TABLE).returning(_EVENTS_TABLE.c.subject_id, _EVENTS_TABLE.c.id)
+    ids: dict[str, int] = dict(session.execute(statement, events).tuples().all())
+    for values in events:
+        dispatch_in_transaction(session, _as_loaded(AuditEvent, {"id": ids[values["subject_id"]], **values}))
 
 
 def _new_document_rows(
@@ -269,9 +269,11 @@ def submit_certificate(
     report = _valid_report(root)
     digest = sha256_hex(content)
     table = _CERTIFICATES_TABLE
-    # Core statements on the tables: the ORM's compilation of entity queries costs more than the query.
-    statement = select(table.c.id).where(table.c.organization_id == actor.organization.id, table.c.sha256 == digest)
-    existing = session.execute(statement).scalar()
+    # Core statements on the tables: the ORM's compilation of entity queries costs more than the query. One
+    # statement asks both whether this lab registered the bytes and whether they are stored (by anyone).
+    registered = select(table.c.id).where(table.c.organization_id == actor.organization.id, table.c.sha256 == digest)
+    statement = select(registered.scalar_subquery(), exists().where(_DOCUMENTS_TABLE.c.sha256 == digest))
+    existing, stored = session.execute(statement).one()
     if existing is not None:
         raise _already_registered(existing)
     row = _certificate_row(
@@ -284,7 +286,7 @@ def submit_certificate(
         status=CertificateStatus.issued if issue else CertificateStatus.draft,
         public=public,
     )
-    documents = _new_document_rows(session, [(content, digest)], content_type=content_type)
+    documents = [] if stored else [_document_row(content, digest=digest, content_type=content_type)]
     _insert_registered(session, actor=actor, documents=documents, certificates=[row], source=source)
     return _as_loaded(Certificate, row), report
 
@@ -345,7 +347,7 @@ def submit_certificates(
         try:
             root = parse_xml(content, max_bytes=max_bytes)
             # Only the verdict: the findings of an accepted document are not part of the batch's answer.
-            validation = check_root(root)
+            validation = check_root(root, verdict_only=True)
             if not validation.valid:
                 raise DocumentRejectedError(validation.report())
             if check is not None:

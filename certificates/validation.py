@@ -42,11 +42,15 @@ class Validation:
         )
 
 
-def check_root(root: etree._Element) -> Validation:
-    """Validate an already parsed document: schema, then rules (unless it is no DCC at all)."""
+def check_root(root: etree._Element, *, verdict_only: bool = False) -> Validation:
+    """Validate an already parsed document: schema, then rules (unless it is no DCC at all).
+
+    With `verdict_only`, the rules that can only warn are left out (the caller needs the verdict, e.g. a batch
+    ingest); `report()` still gives every finding, running them then.
+    """
     schema = validate_against_schema(root)
     not_a_dcc = any(finding.rule == "not-a-dcc" for finding in schema.findings)
-    return Validation(schema=schema, rules=None if not_a_dcc else run_rules(root))
+    return Validation(schema=schema, rules=None if not_a_dcc else run_rules(root, verdict_only=verdict_only))
 
 
 def validate_root(root: etree._Element) -> ValidationReport:
