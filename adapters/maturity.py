@@ -90,6 +90,14 @@ CODED_KINDS = {
     RecordKind.calibration_event: "result",
     RecordKind.complaint: "status",
 }
+# Kinds fusion describes with SOSA/SSN (observations and samples, adapters/fusion.py).
+SOSA_KINDS = {
+    RecordKind.sample.value,
+    RecordKind.test_result.value,
+    RecordKind.environment_reading.value,
+    RecordKind.equipment_status.value,
+    RecordKind.video_event.value,
+}
 # Kinds the SensorThings-style read API serves (L5.4).
 SENSORTHINGS_KINDS = {RecordKind.environment_reading.value, RecordKind.equipment_status.value}
 SAMPLE_LIMIT = 2000  # rows inspected per check: enough to show a property, bounded on a long-running instance
@@ -538,7 +546,13 @@ def _l1_4(facts: _Facts) -> CriterionResult:
 
 
 def _backoff_grows(failures: Sequence[AdapterAttempt]) -> bool:
-    """Within each run of consecutive failures of an operation, the delay never shrinks and grows at least once."""
+    """Within each run of consecutive failures of an operation, the delay grows, allowing for jitter.
+
+    Jittered backoff ("equal jitter": a random delay between half the exponential ceiling and the ceiling) may
+    wait less after one try than after the one before, once the ceiling reaches its cap; it never waits less
+    than half the longest delay of the run so far. So a run grows when some delay exceeds the run's first one
+    and none falls below half of the longest before it.
+    """
     by_operation: dict[str, list[AdapterAttempt]] = defaultdict(list)
     for attempt in failures:
         if attempt.delay_s is not None:  # the last, exhausted try waits for nothing
@@ -546,13 +560,17 @@ def _backoff_grows(failures: Sequence[AdapterAttempt]) -> bool:
     grew = False
     for attempts in by_operation.values():
         previous: AdapterAttempt | None = None
+        first = peak = 0.0
         for attempt in attempts:
+            delay = attempt.delay_s or 0.0
             if previous is not None and attempt.attempt == previous.attempt + 1:
-                before, now = previous.delay_s or 0.0, attempt.delay_s or 0.0
-                if now + 1e-9 < before:
+                if delay + 1e-9 < peak / 2:
                     return False
-                if now > before:
+                if delay > first:
                     grew = True
+                peak = max(peak, delay)
+            else:  # a new run of failures starts
+                first = peak = delay
             previous = attempt
     single = any(len(items) == 1 and (items[0].delay_s or 0) > 0 for items in by_operation.values())
     return grew or single
@@ -901,7 +919,10 @@ def _l3_1(facts: _Facts) -> CriterionResult:
             )
     kinds = {row.kind for row in facts.records}
     quantitative = bool(kinds & {RecordKind.environment_reading.value, RecordKind.test_result.value})
-    needed = ["SOSA/SSN", "PROV-O", "hub ontology"] + (["QUDT"] if quantitative else [])
+    # SOSA/SSN describe observations and samples; a complaint or a calibration is not one, so an adapter
+    # emitting only those is judged on PROV-O and the hub ontology.
+    observational = bool(kinds & SOSA_KINDS)
+    needed = (["SOSA/SSN"] if observational else []) + ["PROV-O", "hub ontology"] + (["QUDT"] if quantitative else [])
     passed = fused > 0 and late == 0 and bool(graphs) and all(vocabularies.get(name) for name in needed)
     evidence = (
         f"{fused} of {total} records fused into {len(facts.graphs)} named graphs ({late} waiting beyond "
@@ -1253,6 +1274,9 @@ def _l4_2(facts: _Facts) -> CriterionResult:
 
 
 def _instance_keys(facts: _Facts) -> set[str]:
+    """Identifiers of what this instance's records describe, as rule findings name them."""
+    from graph.iris import instrument_iri
+
     keys = {row.natural_key for row in facts.records}
     for row in facts.records:
         record = row.record
@@ -1262,39 +1286,75 @@ def _instance_keys(facts: _Facts) -> set[str]:
         instrument = record.get("instrument")
         if isinstance(instrument, dict):
             keys.add(f"{instrument.get('manufacturer')}/{instrument.get('model')}/{instrument.get('serial')}")
+            # Rules name instruments by their IRI (calibration-expired, test-on-unavailable-instrument).
+            keys.add(instrument_iri(instrument.get("manufacturer"), instrument.get("model"), instrument.get("serial")))
     return keys
+
+
+def _flag_involves(facts: _Facts, flag: RuleFlag, keys: set[str]) -> bool:
+    """Whether a rule finding was raised on, or from, this instance's data."""
+    details = flag.details or {}
+    mentioned = {str(v) for v in _flatten(details)}
+    return flag.subject_key in keys or facts.instance.id in mentioned or bool(keys & mentioned)
+
+
+def _rule_commands(facts: _Facts) -> tuple[list[AdapterCommand], list[AdapterCommand]]:
+    """This instance's write-backs a rule acted on: blocked with reasons, and queued by a rule from an event."""
+    blocked = [c for c in facts.commands if c.status == CommandStatus.blocked and c.reasons]
+    queued: list[AdapterCommand] = []
+    by_event: dict[str, AdapterCommand] = {}
+    for command in facts.commands:
+        # The report rule keys the platform commands it queues "<event type>:<event id>" (adapters.events).
+        event_type, _, event_id = command.idempotency_key.partition(":")
+        if event_type in ("report.issued", "report.modified") and event_id:
+            by_event[event_id] = command
+    if by_event:
+        found = facts.session.exec(select(OutboxEvent.id, OutboxEvent.type).where(col(OutboxEvent.id).in_(by_event)))
+        queued = [
+            by_event[event_id]
+            for event_id, event_type in found
+            if by_event[event_id].idempotency_key.startswith(f"{event_type}:")
+        ]
+    return blocked, queued
 
 
 def _l4_3(facts: _Facts) -> CriterionResult:
     keys = _instance_keys(facts)
-    record_ids = {row.id for row in facts.records}
-    flags = []
-    for flag in facts.session.exec(select(RuleFlag).order_by(col(RuleFlag.id).desc()).limit(SAMPLE_LIMIT)):
-        details = flag.details or {}
-        mentioned = {str(v) for v in _flatten(details)}
-        if (
-            flag.subject_key in keys
-            or details.get("instance_id") == facts.instance.id
-            or facts.instance.id in mentioned
-            or any(str(i) in mentioned for i in record_ids if i is not None and details.get("record_ids"))
-            or bool(keys & mentioned)
-        ):
-            flags.append(flag)
+    flags = [
+        flag
+        for flag in facts.session.exec(select(RuleFlag).order_by(col(RuleFlag.id).desc()).limit(SAMPLE_LIMIT))
+        if _flag_involves(facts, flag, keys)
+    ]
+    blocked, queued = _rule_commands(facts)
     rules = Counter(flag.rule for flag in flags)
-    passed = bool(flags)
-    evidence = (
-        f"{len(flags)} rule findings involve this instance's data "
-        f"({', '.join(f'{r} ×{n}' for r, n in sorted(rules.items()))})"
-        if flags
-        else "No cross-domain rule has acted on this instance's data yet"
-    )
+    parts = []
+    if flags:
+        parts.append(
+            f"{len(flags)} rule findings involve this instance's data "
+            f"({', '.join(f'{r} ×{n}' for r, n in sorted(rules.items()))})"
+        )
+    if blocked:
+        parts.append(
+            f"{len(blocked)} write-backs blocked by a rule ({blocked[0].reasons[0] if blocked[0].reasons else ''})"
+        )
+    if queued:
+        kinds = Counter(c.kind for c in queued)
+        parts.append(
+            f"{len(queued)} write-backs queued by the report rule from report events "
+            f"({', '.join(f'{k} ×{n}' for k, n in sorted(kinds.items()))})"
+        )
+    passed = bool(flags or blocked or queued)
+    evidence = "; ".join(parts) if parts else "No cross-domain rule has acted on this instance's data yet"
+    links = ["/api/v1/rules/flags"] + [f"/api/v1/commands/{c.id}" for c in (blocked + queued)[:5]]
     return _result(
         facts,
         "L4.3",
         passed,
         evidence + ".",
-        ["/api/v1/rules/flags"],
+        links,
         flags=[{"rule": f.rule, "subject": f.subject_key, "reason": f.reason} for f in flags[:10]],
+        blocked_commands=[{"id": c.id, "kind": c.kind, "reasons": c.reasons} for c in blocked[:5]],
+        rule_commands=[{"id": c.id, "kind": c.kind, "status": c.status} for c in queued[:5]],
     )
 
 

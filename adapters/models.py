@@ -370,6 +370,21 @@ class RuleCalibration(SQLModel, table=True):
     expiry_checked_at: datetime | None = None  # when apply_due_rules handled its expiry (flagged or superseded)
 
 
+class RuleEquipmentState(SQLModel, table=True):
+    """An instrument's status from a given moment on, as the rules look it up (by instrument and time)."""
+
+    __tablename__ = "rule_equipment_states"
+    # The rules ask "the latest status of instrument X at or before t": one composite index answers it.
+    __table_args__ = (Index("ix_rule_equipment_states_instrument_time", "instrument_iri", "observed_at"),)
+
+    natural_key: str = Field(primary_key=True, max_length=300)  # the equipment-status record's natural key
+    instrument_iri: str = Field(max_length=300)
+    observed_at: datetime
+    status: str = Field(max_length=40)  # hub vocabulary: idle, running, fault, maintenance, offline
+    record_id: int
+    instance_id: str = Field(max_length=36)
+
+
 # --- API schemas -------------------------------------------------------------------------------------------
 
 

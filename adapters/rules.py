@@ -10,12 +10,17 @@
   moment, or whose latest calibration has expired by now (`command_blockers`). As the clock passes a
   calibration's `valid_until` without a newer calibration, `apply_due_rules` raises `calibration-expired`
   (the `calibration.expired` event is the events deriver's, from the same record).
+* Unavailable instrument: a test result measured on an instrument whose status at that moment (the latest
+  `EquipmentStatus` observed at or before it) was fault, maintenance or offline is flagged
+  `test-on-unavailable-instrument`, whichever of the two records lands first; a status that lands later and
+  turns out to be in effect at the measurement instead clears the flag. Issuing a report on a flagged result
+  is blocked like one measured out of calibration.
 
 `apply_record_rules` runs in every landing transaction, so it stays cheap: the limits are cached per engine
 (a few seconds, cleared when the API changes them), readings inside their limits cost two dict look-ups, and
-only test results, calibrations and excursions touch the database (small indexed tables
-`rule_test_results`, `rule_calibrations`). An instrument the hub knows no calibration of does not block:
-the hub cannot tell it expired.
+only test results, equipment statuses, calibrations and excursions touch the database (small indexed tables
+`rule_test_results`, `rule_equipment_states`, `rule_calibrations`; a few indexed look-ups each). An instrument
+the hub knows no calibration of does not block: the hub cannot tell it expired.
 """
 
 import threading
@@ -29,9 +34,9 @@ from typing import Any
 
 from pydantic import Field as PydanticField
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col, or_, select
+from sqlmodel import Session, and_, col, or_, select
 
-from adapters.canonical import CalibrationEvent, CanonicalRecord, EnvironmentReading, TestResult
+from adapters.canonical import CalibrationEvent, CanonicalRecord, EnvironmentReading, EquipmentStatus, TestResult
 from adapters.codelists import ENVIRONMENT_QUANTITY
 from adapters.framework import Clock, QuarantineError
 from adapters.models import (
@@ -39,6 +44,7 @@ from adapters.models import (
     CanonicalRecordRow,
     EnvironmentLimit,
     RuleCalibration,
+    RuleEquipmentState,
     RuleFlag,
     RuleTestResult,
 )
@@ -50,6 +56,9 @@ from storage.schemas import ApiSchema
 EXCURSION_RULE = "environment-excursion"
 TEST_EXCURSION_RULE = "test-during-excursion"
 CALIBRATION_EXPIRED_RULE = "calibration-expired"
+UNAVAILABLE_INSTRUMENT_RULE = "test-on-unavailable-instrument"
+# Statuses (hub vocabulary) in which an instrument must not produce results.
+UNAVAILABLE_STATUSES = frozenset({"fault", "maintenance", "offline"})
 DEFAULT_TEST_DURATION = timedelta(hours=1)
 LIMITS_CACHE_S = 5.0
 # Commands that issue a report: (command kind, transition or None for any).
@@ -164,6 +173,8 @@ def apply_record_rules(
             _index_test_result(session, instance=instance, row=row, result=record, clock=clock)
         elif isinstance(record, CalibrationEvent):
             _index_calibration(session, instance=instance, row=row, calibration=record)
+        elif isinstance(record, EquipmentStatus):
+            _index_equipment_status(session, instance=instance, row=row, status=record, clock=clock)
 
 
 def _raise_excursion(
@@ -272,12 +283,15 @@ def _index_test_result(
         "measured_at": measured_at,
     }
     test = session.get(RuleTestResult, row.natural_key)
+    relanded = test is not None
     if test is None:
         test = RuleTestResult(natural_key=row.natural_key, **values)
         session.add(test)
     else:
         for key, value in values.items():
             setattr(test, key, value)
+    if test.instrument_iri is not None and (measured_at or started_at) is not None:
+        _check_instrument_state(session, test=test, relanded=relanded, clock=clock)
     if result.room is None or started_at is None:
         return
     # A result arriving after the excursion it ran through is flagged too.
@@ -328,6 +342,142 @@ def _index_calibration(
     existing.record_id = row.id
 
 
+# --- instrument availability --------------------------------------------------------------------------------
+
+
+def _test_moment(test: RuleTestResult) -> datetime | None:
+    # The measurement moment; a result that has no end yet is judged at its start.
+    moment = test.measured_at or test.started_at
+    return None if moment is None else _utc(moment)
+
+
+def _state_at(session: Session, *, instrument_iri: str, moment: datetime) -> RuleEquipmentState | None:
+    """The status in effect at `moment`: the latest observed at or before it (one composite-index look-up)."""
+    return session.exec(
+        select(RuleEquipmentState)
+        .where(RuleEquipmentState.instrument_iri == instrument_iri, col(RuleEquipmentState.observed_at) <= moment)
+        .order_by(col(RuleEquipmentState.observed_at).desc())
+        .limit(1)
+    ).first()
+
+
+def _open_unavailable_flag(session: Session, natural_key: str) -> RuleFlag | None:
+    return session.exec(
+        select(RuleFlag).where(
+            RuleFlag.rule == UNAVAILABLE_INSTRUMENT_RULE,
+            RuleFlag.subject_key == natural_key,
+            col(RuleFlag.cleared_at).is_(None),
+        )
+    ).first()
+
+
+def _check_instrument_state(session: Session, *, test: RuleTestResult, relanded: bool, clock: Clock) -> None:
+    """Flag a newly landed (or corrected) result whose instrument was unavailable when it was measured."""
+    moment = _test_moment(test)
+    assert moment is not None and test.instrument_iri is not None
+    state = _state_at(session, instrument_iri=test.instrument_iri, moment=moment)
+    if state is not None and state.status in UNAVAILABLE_STATUSES:
+        _flag_unavailable(session, test=test, state=state, clock=clock)
+    elif relanded:
+        # A corrected result (another time or instrument) may no longer fall in an unavailable period.
+        _clear_unavailable(session, test=test, state=state, clock=clock)
+
+
+def _index_equipment_status(
+    session: Session, *, instance: AdapterInstance, row: CanonicalRecordRow, status: EquipmentStatus, clock: Clock
+) -> None:
+    assert row.id is not None
+    ref = status.instrument
+    iri = instrument_iri(ref.manufacturer, ref.model, ref.serial)
+    observed_at = _utc(status.observed_at)
+    state = session.get(RuleEquipmentState, row.natural_key)
+    if state is None:
+        state = RuleEquipmentState(
+            natural_key=row.natural_key,
+            instrument_iri=iri,
+            observed_at=observed_at,
+            status=status.status,
+            record_id=row.id,
+            instance_id=instance.id,
+        )
+        session.add(state)
+    else:
+        state.status, state.record_id, state.instance_id = status.status, row.id, instance.id
+    session.flush()  # the look-ups below must see it
+    # This status is in effect from its time until the instrument's next known status: the results measured
+    # then (already landed, perhaps long before this status arrived) take it.
+    following = session.exec(
+        select(RuleEquipmentState.observed_at)
+        .where(RuleEquipmentState.instrument_iri == iri, col(RuleEquipmentState.observed_at) > observed_at)
+        .order_by(col(RuleEquipmentState.observed_at))
+        .limit(1)
+    ).first()
+    measured_in = [col(RuleTestResult.measured_at) >= observed_at]
+    started_in = [col(RuleTestResult.measured_at).is_(None), col(RuleTestResult.started_at) >= observed_at]
+    if following is not None:
+        measured_in.append(col(RuleTestResult.measured_at) < following)
+        started_in.append(col(RuleTestResult.started_at) < following)
+    tests = session.exec(
+        select(RuleTestResult)
+        .where(RuleTestResult.instrument_iri == iri)
+        .where(or_(and_(*measured_in), and_(*started_in)))
+        .order_by(col(RuleTestResult.natural_key))
+    ).all()
+    for test in tests:
+        if state.status in UNAVAILABLE_STATUSES:
+            _flag_unavailable(session, test=test, state=state, clock=clock)
+        else:
+            _clear_unavailable(session, test=test, state=state, clock=clock)
+
+
+def _flag_unavailable(session: Session, *, test: RuleTestResult, state: RuleEquipmentState, clock: Clock) -> None:
+    if _open_unavailable_flag(session, test.natural_key) is not None:
+        return  # one open flag per result
+    moment = _test_moment(test)
+    assert moment is not None
+    session.add(
+        RuleFlag(
+            rule=UNAVAILABLE_INSTRUMENT_RULE,
+            subject_kind="test-result",
+            subject_key=test.natural_key,
+            reason=f"Test result {test.natural_key} (sample {test.sample_id}) was measured at {_iso(moment)} with "
+            f"instrument {test.instrument_iri}, whose status was {state.status} since {_iso(state.observed_at)}.",
+            details={
+                "sampleId": test.sample_id,
+                "labId": test.lab_id,
+                "instrument": test.instrument_iri,
+                "measuredAt": _iso(moment),
+                "resultRecordId": test.record_id,
+                "resultInstanceId": test.instance_id,
+                "status": state.status,
+                "statusObservedAt": _iso(state.observed_at),
+                "statusKey": state.natural_key,
+                "statusRecordId": state.record_id,
+                "statusInstanceId": state.instance_id,
+            },
+            raised_at=clock.now(),
+            room=test.room,
+            occurred_at=moment,
+        )
+    )
+    session.flush()  # a later record of the same batch sees the open flag
+
+
+def _clear_unavailable(
+    session: Session, *, test: RuleTestResult, state: RuleEquipmentState | None, clock: Clock
+) -> None:
+    flag = _open_unavailable_flag(session, test.natural_key)
+    if flag is None:
+        return
+    flag.cleared_at = clock.now()
+    flag.details = {
+        **flag.details,
+        "clearedBy": None
+        if state is None
+        else {"status": state.status, "statusObservedAt": _iso(state.observed_at), "statusKey": state.natural_key},
+    }
+
+
 # --- report issue blockers ----------------------------------------------------------------------------------
 
 
@@ -359,14 +509,14 @@ def command_blockers(
     payload: dict[str, Any],
     clock: Clock,
 ) -> list[str]:
-    """Why a command may not run now (empty: it may): a report using an instrument out of calibration."""
+    """Why a command may not run now (empty: it may): a report on results of an unusable instrument."""
     if not issues_report(kind, payload):
         return []
     return report_blockers(session, samples=report_samples(kind, target, payload), now=clock.now())
 
 
 def report_blockers(session: Session, *, samples: Iterable[str], now: datetime) -> list[str]:
-    """Reasons a report on these samples may not be issued at `now` (instrument calibrations)."""
+    """Reasons a report on these samples may not be issued at `now` (instrument calibrations and availability)."""
     codes = sorted(set(samples))
     if not codes:
         return []
@@ -411,6 +561,18 @@ def report_blockers(session: Session, *, samples: Iterable[str], now: datetime) 
                 f"Instrument {test.instrument_iri}, used for sample {test.sample_id}, has an expired calibration: "
                 f"{latest.certificate_number} was valid until {_iso(latest.valid_until)}."
             )
+    keys = [test.natural_key for test in tests]
+    if keys:
+        for flag in session.exec(
+            select(RuleFlag)
+            .where(
+                RuleFlag.rule == UNAVAILABLE_INSTRUMENT_RULE,
+                col(RuleFlag.subject_key).in_(keys),
+                col(RuleFlag.cleared_at).is_(None),
+            )
+            .order_by(col(RuleFlag.id))
+        ).all():
+            blockers.append(flag.reason)
     return blockers
 
 

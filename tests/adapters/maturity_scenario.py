@@ -6,11 +6,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlmodel import Session
+from sqlalchemy import func
+from sqlmodel import Session, col, select
 
 from adapters import commands, fusion
 from adapters.framework import Adapter, ManualClock, SystemClock
-from adapters.models import AdapterCommand, AdapterInstance
+from adapters.models import AdapterCommand, AdapterInstance, CanonicalRecordRow
 from adapters.runtime import InstanceRuntime
 from storage.database import session_scope
 
@@ -56,14 +57,19 @@ async def run_until(
 
 
 def fuse_all(hub: Any) -> int:
-    """Fuse every pending record (and the environment limits) into the hub's graph store."""
+    """Fuse every pending record (and the environment limits) now; returns how many records are fused in all.
+
+    The app's own fuser thread may have fused some already: the pass goes through it (one pass at a time), and
+    the answer counts the fused rows, so it does not depend on who fused them.
+    """
     store = hub.client.app.state.graph_store
-    total = 0
     with session_scope(hub.engine) as session:
         fusion.publish_environment_limits(session, store=store)
-        while fused := fusion.fuse_pending(session, store=store, limit=1000):
-            total += fused
-    return total
+    hub.client.app.state.adapter_fuser.fuse_now()
+    with Session(hub.engine) as session:
+        pending = session.exec(select(func.count()).where(col(CanonicalRecordRow.fused_at).is_(None))).one()
+        assert pending == 0, f"{pending} records were not fused"
+        return int(session.exec(select(func.count()).select_from(CanonicalRecordRow)).one())
 
 
 def write_back(

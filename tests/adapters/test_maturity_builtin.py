@@ -83,7 +83,16 @@ def test_opcua_against_the_test_server_reaches_level_4(hub, server):
                     "status": "verified",
                     "measured_at": "2026-03-02T08:01:30+00:00",
                     "instrument": {"manufacturer": "Mettler Toledo", "model": "XPR205", "serial": "B123456789"},
-                }
+                },
+                {  # weighed at 08:03:30, while the OPC UA server reported the balance in fault since 08:03
+                    "sample_id": "S-2",
+                    "test_item": "mass",
+                    "value": "7.0010",
+                    "unit": "g",
+                    "status": "verified",
+                    "measured_at": "2026-03-02T08:03:30+00:00",
+                    "instrument": {"manufacturer": "Mettler Toledo", "model": "XPR205", "serial": "B123456789"},
+                },
             ],
             headers=headers,
         )
@@ -101,10 +110,10 @@ def test_opcua_against_the_test_server_reaches_level_4(hub, server):
 
     criteria = {item["id"]: item for item in report["criteria"]}
     failing = {key: item["evidence"] for key, item in criteria.items() if not item["passed"] and item["level"] <= 4}
-    assert "shared" not in failing.get("L3.4", "")
-    assert set(failing) <= {"L4.3"}, failing
-    assert report["achievedLevel"] >= 3
-    if failing:
-        # No cross-domain rule reads equipment status yet (rules.py: excursions, calibrations, report issue).
-        pytest.xfail(f"L4.3 for OPC UA: {failing['L4.3']}")
+    assert failing == {}, failing
     assert report["achievedLevel"] >= 4
+    assert "test-on-unavailable-instrument ×1" in criteria["L4.3"]["evidence"]
+    # The finding acts: a report on the sample weighed on the faulty balance may not be issued.
+    check = hub.client.post("/api/v1/rules/report-issue-check", json={"sampleIds": ["S-2", "S-1"]}, headers=headers)
+    assert check.status_code == 200, check.text
+    assert check.json()["allowed"] is False and "fault" in " ".join(check.json()["blockers"])

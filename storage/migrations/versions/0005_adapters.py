@@ -145,6 +145,21 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_rule_calibrations_valid_until"), ["valid_until"], unique=False)
 
     op.create_table(
+        "rule_equipment_states",
+        sa.Column("natural_key", sqlmodel.sql.sqltypes.AutoString(length=300), nullable=False),
+        sa.Column("instrument_iri", sqlmodel.sql.sqltypes.AutoString(length=300), nullable=False),
+        sa.Column("observed_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+        sa.Column("status", sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
+        sa.Column("record_id", sa.Integer(), nullable=False),
+        sa.Column("instance_id", sqlmodel.sql.sqltypes.AutoString(length=36), nullable=False),
+        sa.PrimaryKeyConstraint("natural_key"),
+    )
+    with op.batch_alter_table("rule_equipment_states", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_rule_equipment_states_instrument_time", ["instrument_iri", "observed_at"], unique=False
+        )
+
+    op.create_table(
         "adapter_instances",
         sa.Column("id", sqlmodel.sql.sqltypes.AutoString(length=36), nullable=False),
         sa.Column("name", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
@@ -463,6 +478,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_rule_calibrations_valid_until"))
         batch_op.drop_index(batch_op.f("ix_rule_calibrations_instrument_iri"))
 
+    with op.batch_alter_table("rule_equipment_states", schema=None) as batch_op:
+        batch_op.drop_index("ix_rule_equipment_states_instrument_time")
+
+    op.drop_table("rule_equipment_states")
     op.drop_table("rule_calibrations")
     with op.batch_alter_table("rule_test_results", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_rule_test_results_measured_at"))
