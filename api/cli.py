@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from sqlmodel import Session
 
-from api import cli_log, cli_pki, cli_verify
+from api import cli_adapters, cli_log, cli_pki, cli_verify
 from api.cli_sign import sign as sign_command
 from certificates.models import ValidationReport
 from certificates.validation import validate_document
@@ -35,6 +35,8 @@ app.add_typer(cli_pki.app, name="pki")
 app.add_typer(cli_log.app, name="log")
 app.command(name="sign")(sign_command)
 app.command(name="verify")(cli_verify.verify)
+app.add_typer(cli_adapters.app, name="adapters")
+app.command(name="worker")(cli_adapters.worker)
 
 console = Console()
 errors = Console(stderr=True)

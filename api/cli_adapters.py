@@ -13,12 +13,14 @@ from sqlmodel import col, select
 from adapters import service
 from adapters.models import AdapterInstance
 from adapters.worker import run_worker
+from api.cli_maturity import assess
 from storage.database import make_engine, session_scope
 from storage.migrate import upgrade_database
 from storage.models import utc_now
 from storage.settings import Settings
 
 app = typer.Typer(help="Adapter plug-ins and instances.", no_args_is_help=True)
+app.command(name="assess")(assess)
 console = Console()
 
 
