@@ -71,7 +71,11 @@ def serve(
     console.print(f"  adapters:           {base}/api/v1/adapters/catalog")
     console.print(f"  data dir:           {settings.data_dir.resolve()}")
     # The worker is its own process: adapters' network loops never compete with request handling for the GIL.
-    worker = subprocess.Popen([sys.executable, "-m", "api.cli", "worker"]) if with_worker else None
+    worker = (
+        subprocess.Popen([sys.executable, "-m", "api.cli", "worker"], preexec_fn=_stop_with_parent)
+        if with_worker
+        else None
+    )
     try:
         uvicorn.run("api.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="warning")
     finally:
@@ -81,6 +85,16 @@ def serve(
                 worker.wait(15)
             except subprocess.TimeoutExpired:
                 worker.kill()
+
+
+def _stop_with_parent() -> None:
+    # uvicorn re-raises SIGTERM after its graceful shutdown, so `finally` may never run: on Linux the kernel
+    # sends the worker SIGTERM when `qihub serve` dies (prctl PR_SET_PDEATHSIG), whatever way it dies.
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
 
 
 def _report_json(path: str, report: ValidationReport) -> dict[str, object]:
