@@ -2,13 +2,17 @@
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from sqlmodel import Session
 
 from api.errors import problem_response
 from signing.hsm import Pkcs11UnavailableError
 from signing.keys import MasterKeyMismatchError
 from signing.pki import CertificateAuthorityError, HubCertificateAuthority, load_or_create_hub_ca
+from signing.service import ANCHOR_SUBJECT, CERTIFICATE_SUBJECT
 from signing.transparency import LogCorruptedError, LogKeyError, install_transparency_log
+from signing.verification_service import forget_registry_entries, forget_trust_contexts
 from storage.errors import DomainError
+from storage.models import AuditEvent
 from storage.settings import Settings
 
 
@@ -39,3 +43,18 @@ def install_trust(app: FastAPI) -> None:
     app.add_exception_handler(LogCorruptedError, _unavailable)
     # Issued, revoked and superseded certificates append to the transparency log in their own transaction.
     install_transparency_log(app.state.hooks, settings=app.state.settings)
+    # Anchors, signing certificates (enrolled, revoked) and organizations (accreditation numbers) make up the
+    # verifier's trust context: once such a change is committed, public verifications must not use a cached one.
+    for subject_kind in (ANCHOR_SUBJECT, CERTIFICATE_SUBJECT, "organization"):
+        app.state.hooks.on_event(subject_kind, _forget_trust_contexts, after_commit=True)
+    # Likewise the registry status of documents (issued, revoked, superseded; the issuing lab's name).
+    for subject_kind in ("certificate", "organization"):
+        app.state.hooks.on_event(subject_kind, _forget_registry_entries, after_commit=True)
+
+
+def _forget_trust_contexts(session: Session, event: AuditEvent) -> None:
+    forget_trust_contexts()
+
+
+def _forget_registry_entries(session: Session, event: AuditEvent) -> None:
+    forget_registry_entries()

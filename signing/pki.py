@@ -6,6 +6,7 @@ lab's accreditation number in the subject's organizationIdentifier (2.5.4.97): t
 CSR asks for, binds the certificate to the lab, so a valid certificate of lab A cannot sign for lab B.
 """
 
+import functools
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -67,6 +68,18 @@ class CertificateAuthorityError(DomainError):
     title = "Hub CA unavailable"
 
 
+# Verification meets the same few certificates (signers, CAs, TSAs) over and over: each is loaded once per DER
+# and what is derived from it is computed once. cryptography's certificates are immutable and hash by DER.
+CERTIFICATE_CACHE_SIZE = 4096
+
+
+@functools.lru_cache(maxsize=CERTIFICATE_CACHE_SIZE)
+def certificate_from_der(der: bytes) -> x509.Certificate:
+    """The certificate of these DER bytes (one shared object per DER; ValueError when malformed)."""
+    return x509.load_der_x509_certificate(der)
+
+
+@functools.lru_cache(maxsize=CERTIFICATE_CACHE_SIZE)
 def fingerprint_sha256(certificate: x509.Certificate) -> str:
     """Lower-case hex SHA-256 of a certificate's DER (the fingerprint registered and compared everywhere)."""
     return certificate.fingerprint(hashes.SHA256()).hex()
@@ -87,6 +100,7 @@ def load_certificate(data: bytes) -> x509.Certificate:
         raise InvalidInputError("The certificate is neither a readable PEM nor DER X.509 certificate.") from error
 
 
+@functools.lru_cache(maxsize=CERTIFICATE_CACHE_SIZE)
 def organization_identifier_of(certificate: x509.Certificate) -> str | None:
     """The subject's organizationIdentifier (2.5.4.97), where labs' accreditation numbers live."""
     values = certificate.subject.get_attributes_for_oid(NameOID.ORGANIZATION_IDENTIFIER)

@@ -152,4 +152,5 @@ def load_policy(path: Path | str | None = None) -> ValidationPolicy:
         mtime_ns = resolved.stat().st_mtime_ns
     except OSError as error:
         raise PolicyError(f"cannot read policy {resolved}: {error}") from error
-    return _load(resolved.resolve(), mtime_ns)
+    # absolute(), not resolve(): it keys the cache without a file-system walk on every verification.
+    return _load(resolved.absolute(), mtime_ns)

@@ -6,6 +6,7 @@ asn1crypto's `tsp`/`cms` structures and signed with `cryptography`; tokens are v
 (CMS signature, chain to the trust anchors at genTime, critical timeStamping EKU, message imprint).
 """
 
+import functools
 import hashlib
 import secrets
 import threading
@@ -27,7 +28,7 @@ from cryptography.x509.oid import NameOID
 from rfc3161_client import VerifierBuilder, decode_timestamp_response
 
 from signing.keys import master_secret, write_private_file
-from signing.pki import load_or_create_hub_ca
+from signing.pki import CERTIFICATE_CACHE_SIZE, certificate_from_der, load_or_create_hub_ca
 from signing.trust import TrustContext
 from storage.errors import DomainError
 from storage.settings import Settings
@@ -405,7 +406,7 @@ def verify_timestamp_token(token_der: bytes, *, signed_data: bytes, trust: Trust
         # Time and TSA as read by the same parser that checks the signature (no parser differential).
         gen_time = _as_utc(response.tst_info.gen_time)
         tsa_certificate = _tsa_certificate(response)
-        tsa_name = tsa_certificate.subject.rfc4514_string() if tsa_certificate is not None else None
+        tsa_name = _subject_text(tsa_certificate) if tsa_certificate is not None else None
     except Exception as error:
         return TimestampVerdict(valid=False, reason=f"The timestamp token cannot be read: {error}")
     if not trust.anchors:
@@ -443,10 +444,20 @@ def _tsa_certificate(response: object) -> x509.Certificate | None:
         return None
     signer = signer_infos[0]
     for der in signed.certificates:
-        certificate = x509.load_der_x509_certificate(der)
-        if certificate.issuer == signer.issuer and certificate.serial_number == signer.serial_number:
+        certificate = certificate_from_der(der)
+        if certificate.serial_number == signer.serial_number and _issuer(certificate) == signer.issuer:
             return certificate
     return None
+
+
+@functools.lru_cache(maxsize=CERTIFICATE_CACHE_SIZE)
+def _issuer(certificate: x509.Certificate) -> x509.Name:
+    return certificate.issuer
+
+
+@functools.lru_cache(maxsize=CERTIFICATE_CACHE_SIZE)
+def _subject_text(certificate: x509.Certificate) -> str:
+    return certificate.subject.rfc4514_string()
 
 
 def _revocation_of(certificate: x509.Certificate, trust: TrustContext) -> datetime | None:

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 
 @dataclass(frozen=True)
@@ -33,3 +34,18 @@ class TrustContext:
     # Certificates revoked in the hub's registry (SHA-256 hex → revocation time). Hub-issued ones are also on
     # the hub CRL; registered external ones are revoked only here, as their CA's CRL may not list them.
     revoked_fingerprints: dict[str, datetime] = field(default_factory=dict)
+    # DER of each CRL object, encoded once (a context is reused by many verifications); keyed by id, and the
+    # object is kept so that a reused id never answers for another CRL.
+    _crl_ders: dict[int, tuple[x509.CertificateRevocationList, bytes]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    def crl_ders(self) -> list[bytes]:
+        """The DER encoding of every CRL in `crls`."""
+        encoded = []
+        for crl in self.crls:
+            cached = self._crl_ders.get(id(crl))
+            if cached is None or cached[0] is not crl:
+                cached = self._crl_ders[id(crl)] = (crl, crl.public_bytes(serialization.Encoding.DER))
+            encoded.append(cached[1])
+        return encoded

@@ -2,8 +2,8 @@
 
 The process follows ETSI EN 319 102-1 as EU DSS implements it, with the pitfalls of `trust.md` closed:
 
-* the document is parsed only by the hub's hardened parser, and signxml re-parses the same bytes with an
-  entity-free parser;
+* the document is parsed only by the hub's hardened parser, and signxml verifies that very tree (its own
+  copies of it use an entity-free parser), so the profile checks and the crypto see the same document;
 * exactly one top-level `ds:Signature` (for a DCC: the last child of the root); its data reference must
   cover the whole document (`URI=""` or the root's Id, enveloped-signature + C14N only) — anything else is
   PARTIAL, and selecting transforms (XPath, XSLT, Filter 2.0) are never handed to signxml, which would
@@ -59,10 +59,13 @@ from signxml import SignatureConfiguration, XMLVerifier
 from signxml.algorithms import CanonicalizationMethod, DigestAlgorithm, SignatureMethod
 from signxml.exceptions import InvalidCertificate, InvalidDigest, InvalidInput, SignXMLException
 from signxml.exceptions import InvalidSignature as SignxmlInvalidSignature
+from signxml.util import _remove_sig, add_pem_header
+from signxml.verifier import VerifyResult
 from signxml.xades import XAdESSignatureConfiguration, XAdESVerifier
 
 from certificates.schema import DCC_ROOT_TAGS, declared_schema_version, validate_against_schema
 from certificates.xml import parse_xml
+from signing.pki import certificate_from_der
 from signing.policy import Constraint, Level, ValidationPolicy
 from signing.report import (
     Check,
@@ -112,7 +115,7 @@ _EKU_NAMES: Final = {
 # so that a weak-but-intact signature is reported as such and a tampered one as tampered.
 _SIGNXML_METHODS: Final = frozenset(method for method in SignatureMethod if not method.name.startswith("HMAC"))
 _SIGNXML_DIGESTS: Final = frozenset(DigestAlgorithm)
-_WHITESPACE: Final = re.compile(r"^[ \t\r\n]*$")
+_XML_WHITESPACE: Final = " \t\r\n"
 _REPORT_ORDER: Final = {constraint: position for position, constraint in enumerate(Constraint)}
 
 _local = threading.local()
@@ -142,13 +145,44 @@ def _asn1_certificate(der: bytes) -> asn1_x509.Certificate:
     return asn1_x509.Certificate.load(der)
 
 
+# Per-certificate caches: the signatures of one signer carry the same certificates, so loading each DER once
+# (`certificate_from_der`) keeps one object per certificate, and what the checks derive from it (names,
+# fingerprint) is computed once. cryptography's certificates are immutable; they hash and compare by DER.
+
+
 @functools.lru_cache(maxsize=4096)
 def _der(certificate: x509.Certificate) -> bytes:
     return certificate.public_bytes(serialization.Encoding.DER)
 
 
+@functools.lru_cache(maxsize=4096)
 def _fingerprint(certificate: x509.Certificate) -> str:
     return hashlib.sha256(_der(certificate)).hexdigest()
+
+
+@functools.lru_cache(maxsize=4096)
+def _subject(certificate: x509.Certificate) -> x509.Name:
+    return certificate.subject
+
+
+@functools.lru_cache(maxsize=4096)
+def _issuer(certificate: x509.Certificate) -> x509.Name:
+    return certificate.issuer
+
+
+@functools.lru_cache(maxsize=4096)
+def _subject_text(certificate: x509.Certificate) -> str:
+    return _subject(certificate).rfc4514_string()
+
+
+@functools.lru_cache(maxsize=4096)
+def _issuer_text(certificate: x509.Certificate) -> str:
+    return _issuer(certificate).rfc4514_string()
+
+
+@functools.lru_cache(maxsize=4096)
+def _subject_attribute(certificate: x509.Certificate, oid: x509.ObjectIdentifier) -> str | None:
+    return _name_attribute(_subject(certificate), oid)
 
 
 def _name_attribute(name: x509.Name, oid: x509.ObjectIdentifier) -> str | None:
@@ -179,7 +213,7 @@ def _describe_key(key: object) -> str:
 
 
 def _signxml_parser() -> etree.XMLParser:
-    """This thread's parser for signxml: no entities, no DTD, no network (the bytes passed parse_xml first)."""
+    """This thread's parser for signxml's copies: no entities, no DTD, no network (the tree came from parse_xml)."""
     parser = getattr(_local, "signxml_parser", None)
     if parser is None:
         parser = _local.signxml_parser = etree.XMLParser(
@@ -202,18 +236,173 @@ def _run_coroutine(coroutine: Any) -> Any:
 
 
 class _HubVerifierMixin:
-    """signxml never builds a chain for the hub: path validation is pyhanko-certvalidator's, with hub anchors."""
+    """signxml as the hub runs it: no chain building, the hub's own parse, and no redundant document copies.
+
+    Path validation is pyhanko-certvalidator's, with hub anchors. signxml 5.2 parses a document five times for
+    an enveloped XAdES signature (its own parse, a copy per reference, a copy before C14N, the signed result);
+    the copies only protect the tree from the enveloped-signature transform and isolate a sub-element's
+    namespaces, so the hub copies where that can happen and nowhere else. The bytes signed are the same:
+    `tests/signing/test_signxml_equivalence.py` compares every corpus vector with stock signxml.
+    """
+
+    config: SignatureConfiguration
+    _fromstring: Any
+    _tostring: Any
+    _find: Any
+    _findall: Any
+    _get_signature: Any
+    _c14n: Any
+    _get_inclusive_ns_prefixes: Any
+    _get_digest: Any
+    check_digest_alg_expected: Any
+    id_attributes: tuple[str, ...]
 
     def get_cert_chain_verifier(self, ca_pem_file: object, ee_policy: object, ca_policy: object) -> object:
         raise InvalidCertificate("certificate chains are validated by the hub, never against a CA bundle")
+
+    def get_root(self, data: Any) -> Any:
+        # The root of the hub's own hardened parse: signxml then verifies the very tree the profile checks
+        # read (no parser differential). Nothing below modifies it; references that transform get a copy.
+        if isinstance(data, etree._Element) and data.getparent() is None:
+            return data
+        return super().get_root(data)  # type: ignore[misc]
+
+    def _verify_reference(
+        self,
+        reference: etree._Element,
+        index: int,
+        root: etree._Element,
+        uri_resolver: Any,
+        c14n_algorithm: Any,
+        signature: etree._Element,
+        signature_key_used: Any,
+    ) -> VerifyResult:
+        """signxml's `_verify_reference`, copying the document only for the enveloped-signature transform."""
+        transforms = self._find(reference, "Transforms", require=False)
+        nodes = self._findall(transforms, "Transform") if transforms is not None else []
+        algorithms = [transform.get("Algorithm") for transform in nodes]
+        # Only the enveloped-signature transform modifies the tree (it removes the signature): it gets a copy.
+        document = self._fromstring(self._tostring(root)) if ENVELOPED in algorithms else root
+        document_signature = self._get_signature(document)
+        digest_method_alg_name = self._find(reference, "DigestMethod").get("Algorithm")
+        digest_value = self._find(reference, "DigestValue")
+        payload = self._resolve_reference(document, reference, uri_resolver=uri_resolver)
+        payload_c14n = self._hub_apply_transforms(
+            payload,
+            transforms=transforms,
+            signature=document_signature,
+            private_root=document if document is not root else None,
+        )
+        digest_alg = DigestAlgorithm(digest_method_alg_name)
+        self.check_digest_alg_expected(digest_alg)
+        if base64.b64decode(digest_value.text) != self._get_digest(payload_c14n, digest_alg):
+            raise InvalidDigest(f"Digest mismatch for reference {index} ({reference.get('URI')})")
+        # As signxml: the signed XML is re-read from the canonical bytes, so no unsigned comment survives.
+        try:
+            payload_c14n_xml = self._fromstring(payload_c14n)
+        except etree.XMLSyntaxError:
+            payload_c14n_xml = None
+        if isinstance(signature_key_used, bytes):
+            signature_key = signature_key_used
+        else:
+            signature_key = signature_key_used.public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        return VerifyResult(payload_c14n, payload_c14n_xml, signature, signature_key=signature_key)
+
+    def _resolve_reference(self, doc_root: etree._Element, reference: etree._Element, uri_resolver: Any = None) -> Any:
+        """signxml's resolution of `#id` references (same answer and errors) in one scan instead of one per name.
+
+        signxml asks, for each of its Id attribute names in turn, for the elements with an attribute of that local
+        name equal to the id; the first name with one element wins, more than one is ambiguous.
+        """
+        uri = reference.get("URI")
+        if uri is None or not uri.startswith("#") or uri.startswith("#xpointer("):
+            return super()._resolve_reference(doc_root, reference, uri_resolver=uri_resolver)  # type: ignore[misc]
+        matching = _ATTRIBUTES_EQUAL_TO(doc_root, value=uri.lstrip("#"))
+        for id_attribute in self.id_attributes:
+            results = list(
+                dict.fromkeys(
+                    attribute.getparent()
+                    for attribute in matching
+                    if attribute.attrname.rpartition("}")[2] == id_attribute
+                )
+            )
+            if len(results) > 1:
+                raise InvalidInput(f"Ambiguous reference URI {uri} resolved to {len(results)} nodes")
+            if len(results) == 1:
+                return results[0]
+        raise InvalidInput(f"Unable to resolve reference URI: {uri}")
+
+    def _hub_apply_transforms(
+        self,
+        payload: Any,
+        *,
+        transforms: etree._Element | None,
+        signature: etree._Element,
+        private_root: etree._Element | None,
+    ) -> Any:
+        """signxml's `_apply_transforms`, without re-copying a document root that is already a private copy."""
+        nodes = self._findall(transforms, "Transform") if transforms is not None else []
+        c14n_applied = False
+        for transform in nodes:
+            if transform.get("Algorithm") == ENVELOPED:
+                _remove_sig(signature, idempotent=True)
+        for transform in nodes:
+            if transform.get("Algorithm") == BASE64_TRANSFORM:
+                payload = base64.b64decode(payload.text)
+        for transform in nodes:
+            try:
+                algorithm = CanonicalizationMethod(transform.get("Algorithm"))
+            except ValueError:
+                continue
+            inclusive_ns_prefixes = self._get_inclusive_ns_prefixes(transform)
+            # signxml serializes and re-parses the payload so that no namespace of an ancestor leaks into the
+            # C14N; the root of a private copy has no ancestor, and re-parsing it would yield the same tree.
+            if payload is not private_root:
+                payload = self._fromstring(self._tostring(payload))
+            payload = self._c14n(payload, algorithm=algorithm, inclusive_ns_prefixes=inclusive_ns_prefixes)
+            c14n_applied = True
+        if not c14n_applied and not isinstance(payload, str | bytes):
+            payload = self._fromstring(self._tostring(payload))
+            payload = self._c14n(payload, algorithm=self.config.default_reference_c14n_method)
+        return payload
 
 
 class _HubXMLVerifier(_HubVerifierMixin, XMLVerifier):
     pass
 
 
+@functools.lru_cache(maxsize=1024)
+def _pem_certificate(text: str | None) -> x509.Certificate:
+    # signxml reads X509Certificate texts as PEM after re-wrapping them (textwrap): the same conversion, once
+    # per text.
+    return x509.load_pem_x509_certificate(add_pem_header(text))
+
+
 class _HubXAdESVerifier(_HubVerifierMixin, XAdESVerifier):
-    pass
+    def _verify_cert_digests(self, verify_result: VerifyResult) -> None:
+        """signxml's `_verify_cert_digests`, with each X509Certificate text converted once (`_pem_certificate`)."""
+        certs = [
+            _pem_certificate(cert.text)
+            for x509_data in self._findall(verify_result.signature_xml, "ds:KeyInfo/ds:X509Data")
+            for cert in self._findall(x509_data, "X509Certificate")
+        ]
+        signing_cert = self._find_signing_cert(verify_result, certs)
+        if signing_cert is not None:
+            self._add_cert_if_missing(certs, signing_cert)
+        signed_signature_props = self._find(verify_result.signed_xml, "xades:SignedSignatureProperties")
+        signing_cert_node = self._find(signed_signature_props, "xades:SigningCertificate", require=False)
+        signing_cert_v2_node = self._find(signed_signature_props, "xades:SigningCertificateV2", require=False)
+        if signing_cert_node is None and signing_cert_v2_node is None:
+            raise InvalidInput("Expected to find XML element xades:SigningCertificate or xades:SigningCertificateV2")
+        if signing_cert_node is not None and signing_cert_v2_node is not None:
+            raise InvalidInput("Expected to find exactly one of xades:SigningCertificate or xades:SigningCertificateV2")
+        self._verify_cert_digest(
+            signing_cert_node if signing_cert_node is not None else signing_cert_v2_node,
+            certs=certs,
+            signing_cert=signing_cert,
+        )
 
 
 class _DigestProbeMixin:
@@ -242,6 +431,14 @@ class _XAdESDigestProbe(_DigestProbeMixin, _HubXAdESVerifier):
 # ------------------------------------------------------------------------------------------------ checks
 
 
+def _check(
+    *, id: Constraint, result: CheckResult, level: Level, message: str, sub_indication: SubIndication | None = None
+) -> Check:
+    # Every value is typed here already: constructing without re-validation saves a report's worth of
+    # pydantic validations per verification.
+    return Check.model_construct(id=id, result=result, level=level, message=message, sub_indication=sub_indication)
+
+
 class _Checks:
     """Collects check outcomes and applies the policy level of each."""
 
@@ -263,14 +460,14 @@ class _Checks:
         level = self.policy.level(constraint)
         result = CheckResult.SKIPPED if level == Level.IGNORE else CheckResult.PASSED
         message = f"ignored by policy ({message})" if level == Level.IGNORE else message
-        self.items[constraint] = Check(id=constraint, result=result, level=level, message=message)
+        self.items[constraint] = _check(id=constraint, result=result, level=level, message=message)
 
     def failed(self, constraint: Constraint, message: str, sub_indication: SubIndication | None = None) -> None:
         level = self.policy.level(constraint)
         result = self._RESULT_BY_LEVEL[level]
         if level == Level.IGNORE:
             message = f"ignored by policy ({message})"
-        self.items[constraint] = Check(
+        self.items[constraint] = _check(
             id=constraint,
             result=result,
             level=level,
@@ -281,7 +478,7 @@ class _Checks:
     def skipped(self, constraint: Constraint, message: str) -> None:
         if constraint not in self.items:
             level = self.policy.level(constraint)
-            self.items[constraint] = Check(id=constraint, result=CheckResult.SKIPPED, level=level, message=message)
+            self.items[constraint] = _check(id=constraint, result=CheckResult.SKIPPED, level=level, message=message)
 
     def ordered(self) -> list[Check]:
         return sorted(self.items.values(), key=lambda check: _REPORT_ORDER[check.id])
@@ -336,15 +533,18 @@ def _top_level_signatures(root: etree._Element) -> list[etree._Element]:
 
 
 # The attributes signxml resolves references by (Id, ID, id, xml:id): a duplicate makes a reference ambiguous.
-_ID_ATTRIBUTES_XPATH: Final = etree.XPath("//@Id | //@ID | //@id | //@xml:id")
+_ID_ATTRIBUTE_NAMES: Final = frozenset({"Id", "ID", "id", "{http://www.w3.org/XML/1998/namespace}id"})
+# Every attribute of the document with a given value: one scan, and few attributes share a reference's value.
+_ATTRIBUTES_EQUAL_TO: Final = etree.XPath("//@*[. = $value]")
 
 
-def _id_index(root: etree._Element) -> dict[str, list[etree._Element]]:
-    """Every element carrying an Id-like attribute, by value (one pass over the document)."""
-    index: dict[str, list[etree._Element]] = {}
-    for attribute in _ID_ATTRIBUTES_XPATH(root):
-        index.setdefault(str(attribute), []).append(attribute.getparent())
-    return index
+def _elements_with_id(root: etree._Element, value: str) -> list[etree._Element]:
+    """Elements carrying an Id-like attribute equal to `value`, in document order, once per such attribute."""
+    return [
+        attribute.getparent()
+        for attribute in _ATTRIBUTES_EQUAL_TO(root, value=value)
+        if attribute.attrname in _ID_ATTRIBUTE_NAMES
+    ]
 
 
 def _is_inside(element: etree._Element, container: etree._Element) -> bool:
@@ -380,34 +580,40 @@ def _signed_properties(signature: etree._Element) -> etree._Element | None:
     return None
 
 
+_UNSIGNED_SIGNATURE_PROPERTIES: Final = (
+    "ds:Object/xades:QualifyingProperties/xades:UnsignedProperties/xades:UnsignedSignatureProperties"
+)
+# Compiled once (lxml serialises evaluations of one XPath object, so sharing it between threads is safe).
+_CERTIFICATE_TEXTS: Final = etree.XPath(
+    "ds:KeyInfo/ds:X509Data/ds:X509Certificate/text()"
+    f" | {_UNSIGNED_SIGNATURE_PROPERTIES}/xades:CertificateValues/xades:EncapsulatedX509Certificate/text()",
+    namespaces=NS,
+)
+_CRL_TEXTS: Final = etree.XPath(
+    "ds:KeyInfo/ds:X509Data/ds:X509CRL/text()"
+    f" | {_UNSIGNED_SIGNATURE_PROPERTIES}/xades:RevocationValues/xades:CRLValues/xades:EncapsulatedCRLValue/text()",
+    namespaces=NS,
+)
+_OCSP_TEXTS: Final = etree.XPath(
+    f"{_UNSIGNED_SIGNATURE_PROPERTIES}/xades:RevocationValues/xades:OCSPValues/xades:EncapsulatedOCSPValue/text()",
+    namespaces=NS,
+)
+_KEYINFO_CERTIFICATE_TEXTS: Final = etree.XPath("ds:KeyInfo/ds:X509Data/ds:X509Certificate/text()", namespaces=NS)
+
+
 def _collect_material(signature: etree._Element) -> _Material:
     material = _Material()
-    for text in signature.xpath(
-        "ds:KeyInfo/ds:X509Data/ds:X509Certificate/text()"
-        " | ds:Object/xades:QualifyingProperties/xades:UnsignedProperties/xades:UnsignedSignatureProperties"
-        "/xades:CertificateValues/xades:EncapsulatedX509Certificate/text()",
-        namespaces=NS,
-    ):
+    for text in _CERTIFICATE_TEXTS(signature):
         try:
-            material.certificates.append(x509.load_der_x509_certificate(_b64(str(text))))
+            material.certificates.append(certificate_from_der(_b64(str(text))))
         except (ValueError, binascii.Error):
             continue  # an unreadable certificate cannot help anyone; identification will say so
-    crl_texts = signature.xpath(
-        "ds:KeyInfo/ds:X509Data/ds:X509CRL/text()"
-        " | ds:Object/xades:QualifyingProperties/xades:UnsignedProperties/xades:UnsignedSignatureProperties"
-        "/xades:RevocationValues/xades:CRLValues/xades:EncapsulatedCRLValue/text()",
-        namespaces=NS,
-    )
-    for text in crl_texts:
+    for text in _CRL_TEXTS(signature):
         try:
             material.crls.append(_b64(str(text)))
         except (ValueError, binascii.Error):
             continue
-    for text in signature.xpath(
-        "ds:Object/xades:QualifyingProperties/xades:UnsignedProperties/xades:UnsignedSignatureProperties"
-        "/xades:RevocationValues/xades:OCSPValues/xades:EncapsulatedOCSPValue/text()",
-        namespaces=NS,
-    ):
+    for text in _OCSP_TEXTS(signature):
         try:
             material.ocsps.append(_b64(str(text)))
         except (ValueError, binascii.Error):
@@ -464,9 +670,7 @@ def _resolve_x509_reference(x509_data: etree._Element, candidates: list[x509.Cer
     digest = x509_data.find("dsig11:X509Digest", NS)
     for certificate in candidates:
         same_serial = bool(serial) and serial.strip().isdigit() and int(serial.strip()) == certificate.serial_number
-        if same_serial and (
-            not issuer or _normalized_dn(issuer) == _normalized_dn(certificate.issuer.rfc4514_string())
-        ):
+        if same_serial and (not issuer or _normalized_dn(issuer) == _normalized_dn(_issuer_text(certificate))):
             return certificate
         if ski:
             try:
@@ -475,7 +679,7 @@ def _resolve_x509_reference(x509_data: etree._Element, candidates: list[x509.Cer
                     return certificate
             except (x509.ExtensionNotFound, ValueError, binascii.Error):
                 pass
-        if subject and _normalized_dn(subject) == _normalized_dn(certificate.subject.rfc4514_string()):
+        if subject and _normalized_dn(subject) == _normalized_dn(_subject_text(certificate)):
             return certificate
         if digest is not None and digest.text:
             try:
@@ -495,7 +699,7 @@ def _leaf_of(certificates: list[x509.Certificate]) -> x509.Certificate | None:
         certificate
         for certificate in certificates
         if not any(
-            other is not certificate and other.issuer == certificate.subject and other.subject != other.issuer
+            other is not certificate and _issuer(other) == _subject(certificate) and _subject(other) != _issuer(other)
             for other in certificates
         )
     ]
@@ -519,10 +723,13 @@ class _ChainOutcome:
     disallowed_algorithm: bool = False
 
 
-_CHAIN_CACHE: dict[bytes, _ChainOutcome] = {}
+_CHAIN_CACHE: dict[tuple[object, ...], _ChainOutcome] = {}
 _CHAIN_CACHE_LOCK = threading.Lock()
 _CHAIN_CACHE_MAX = 4096
-CHAIN_CACHE_ENABLED = True  # bench/verify.py switches it off to report cold figures
+CHAIN_CACHE_ENABLED = True  # bench/verify.py switches it (and the timestamp cache) off to report cold figures
+# Verdicts of timestamp tokens, like chain outcomes keyed by every input: the token, the data it must cover and
+# the trust material (a token's verdict does not depend on the validation time).
+_TIMESTAMP_CACHE: dict[tuple[object, ...], Any] = {}
 
 
 def _has_revinfo_for(leaf: x509.Certificate, crls: list[bytes], ocsps: list[bytes]) -> bool:
@@ -557,14 +764,16 @@ def _validate_chain(
     moment: datetime,
     weak_hashes: frozenset[str],
 ) -> _ChainOutcome:
-    key_parts = [_der(leaf), b"|", *sorted(_der(c) for c in others), b"|", *sorted(_der(c) for c in anchors), b"|"]
-    key_parts += [
-        *sorted(hashlib.sha256(d).digest() for d in crls + ocsps),
-        b"|",
-        ",".join(sorted(weak_hashes)).encode(),
-    ]
-    key_parts.append(str(int(moment.timestamp())).encode())
-    key = hashlib.sha256(b"\0".join(key_parts)).digest()
+    # Certificates by fingerprint (cached per certificate object), revocation data by digest.
+    key = (
+        _fingerprint(leaf),
+        frozenset(_fingerprint(certificate) for certificate in others),
+        frozenset(_fingerprint(anchor) for anchor in anchors),
+        frozenset(hashlib.sha256(der).digest() for der in crls),
+        frozenset(hashlib.sha256(der).digest() for der in ocsps),
+        weak_hashes,
+        int(moment.timestamp()),
+    )
     if CHAIN_CACHE_ENABLED:
         cached = _CHAIN_CACHE.get(key)
         if cached is not None:
@@ -610,9 +819,7 @@ def _issued_by(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:
 
 
 def _path_certificates(path: Any) -> tuple[x509.Certificate, ...]:
-    return tuple(
-        x509.load_der_x509_certificate(certificate.dump()) for certificate in path.iter_certs(include_root=True)
-    )
+    return tuple(certificate_from_der(certificate.dump()) for certificate in path.iter_certs(include_root=True))
 
 
 def _validate_chain_uncached(
@@ -706,6 +913,7 @@ class _Verification:
     validation_time: datetime
     checks: _Checks
     document_sha256: str
+    root: etree._Element | None = None  # the hardened parse, shared with signxml
     signature: etree._Element | None = None
     references: list[_Reference] = field(default_factory=list)
     is_xades: bool = False
@@ -742,7 +950,7 @@ def verify_document(
         checks=_Checks(policy),
         document_sha256=hashlib.sha256(data).hexdigest(),
     )
-    root = parse_xml(run.data)
+    root = run.root = parse_xml(run.data)
     if _check_format(run, root):
         _check_dcc_schema(run, root)
         _check_scope(run, root)
@@ -837,7 +1045,6 @@ def _check_scope(run: _Verification, root: etree._Element) -> None:
     whole = 0
     signed_properties_refs = [ref for ref in run.references if ref.type in SIGNED_PROPERTIES_TYPES]
     own_signed_properties = _signed_properties(signature)
-    ids = _id_index(root) if any((ref.uri or "").startswith("#") for ref in run.references) else {}
     if len(signed_properties_refs) > 1:
         format_problems.append("more than one SignedProperties reference")
     for reference in run.references:
@@ -851,7 +1058,7 @@ def _check_scope(run: _Verification, root: etree._Element) -> None:
                 run.crypto_possible = False
         if reference.type in SIGNED_PROPERTIES_TYPES:
             reference.role = "signed-properties"
-            targets = ids.get(uri[1:], []) if uri and uri.startswith("#") else []
+            targets = _elements_with_id(root, uri[1:]) if uri and uri.startswith("#") else []
             if len(targets) != 1 or own_signed_properties is None or targets[0] is not own_signed_properties:
                 format_problems.append("the SignedProperties reference does not name this signature's SignedProperties")
             run.is_xades = True
@@ -866,7 +1073,7 @@ def _check_scope(run: _Verification, root: etree._Element) -> None:
             run.crypto_possible = False
             continue
         elif uri.startswith("#"):
-            targets = ids.get(uri[1:], [])
+            targets = _elements_with_id(root, uri[1:])
             if len(targets) != 1:
                 format_problems.append(f"reference {uri!r} names {len(targets)} elements (Ids must be unique)")
                 continue
@@ -961,15 +1168,15 @@ def _identify_signing_certificate(run: _Verification) -> None:
         checks.passed(
             Constraint.signing_certificate,
             f"identified by the signed SigningCertificate digest ({algorithm.name}): "
-            f"{run.signing_certificate.subject.rfc4514_string()}",
+            f"{_subject_text(run.signing_certificate)}",
         )
         return
 
     x509_data = signature.findall("ds:KeyInfo/ds:X509Data", NS)
     keyinfo_certificates = []
-    for text in signature.xpath("ds:KeyInfo/ds:X509Data/ds:X509Certificate/text()", namespaces=NS):
+    for text in _KEYINFO_CERTIFICATE_TEXTS(signature):
         try:
-            keyinfo_certificates.append(x509.load_der_x509_certificate(_b64(str(text))))
+            keyinfo_certificates.append(certificate_from_der(_b64(str(text))))
         except (ValueError, binascii.Error):
             continue
     if keyinfo_certificates:
@@ -1005,7 +1212,7 @@ def _identify_signing_certificate(run: _Verification) -> None:
         )
         run.crypto_possible = False
         return
-    checks.passed(Constraint.signing_certificate, f"{source}: {run.signing_certificate.subject.rfc4514_string()}")
+    checks.passed(Constraint.signing_certificate, f"{source}: {_subject_text(run.signing_certificate)}")
 
 
 def _check_algorithms_before_crypto(run: _Verification) -> None:
@@ -1106,7 +1313,7 @@ def _verify_crypto(run: _Verification) -> None:
     )
     verifier = _HubXAdESVerifier() if run.is_xades else _HubXMLVerifier()
     try:
-        results = verifier.verify(run.data, x509_cert=certificate, parser=_signxml_parser(), expect_config=config)
+        results = verifier.verify(run.root, x509_cert=certificate, parser=_signxml_parser(), expect_config=config)
     except InvalidDigest as error:
         if "certificate digest" in str(error):
             checks.failed(
@@ -1179,7 +1386,7 @@ def _probe_digests(
         return None
     probe = _XAdESDigestProbe() if run.is_xades else _XMLDigestProbe()
     try:
-        probe.verify(run.data, x509_cert=certificate, parser=_signxml_parser(), expect_config=config)
+        probe.verify(run.root, x509_cert=certificate, parser=_signxml_parser(), expect_config=config)
     except InvalidDigest as error:
         return str(error)
     except Exception:  # the probe only refines a failure that is already certain
@@ -1206,7 +1413,8 @@ def _check_unsigned_content(run: _Verification, root: etree._Element) -> None:
         before = comment.getprevious()
         text_before = (before.tail if before is not None else parent.text if parent is not None else None) or ""
         text_after = comment.tail or ""
-        if parent is not None and not (_WHITESPACE.match(text_before) and _WHITESPACE.match(text_after)):
+        split = text_before.strip(_XML_WHITESPACE) or text_after.strip(_XML_WHITESPACE)
+        if parent is not None and split:
             line = comment.sourceline
             checks.failed(
                 Constraint.unsigned_content,
@@ -1297,8 +1505,22 @@ def _verify_one_timestamp(run: _Verification, stamp: etree._Element, value: etre
         from signing.timestamps import verify_timestamp_token
     except ImportError:
         return TimestampInfo(valid=False, reason="no timestamp verifier is installed")
+    key = (
+        hashlib.sha256(token).digest(),
+        hashlib.sha256(signed_data).digest(),
+        frozenset(_fingerprint(anchor) for anchor in run.trust.anchors),
+        frozenset(_fingerprint(certificate) for certificate in run.trust.intermediates),
+        tuple(hashlib.sha256(der).digest() for der in run.trust.crl_ders()),  # in order: the first entry counts
+    )
+    verdict = _TIMESTAMP_CACHE.get(key) if CHAIN_CACHE_ENABLED else None
     try:
-        verdict = verify_timestamp_token(token, signed_data=signed_data, trust=run.trust)
+        if verdict is None:
+            verdict = verify_timestamp_token(token, signed_data=signed_data, trust=run.trust)
+            if CHAIN_CACHE_ENABLED:
+                with _CHAIN_CACHE_LOCK:
+                    if len(_TIMESTAMP_CACHE) >= _CHAIN_CACHE_MAX:
+                        _TIMESTAMP_CACHE.clear()
+                    _TIMESTAMP_CACHE[key] = verdict
     except NotImplementedError:
         return TimestampInfo(valid=False, reason="the timestamp verifier is not available yet")
     except Exception as error:  # a hostile token must not break the verification of the signature
@@ -1321,7 +1543,7 @@ def _check_chain(run: _Verification) -> None:
     _check_key_usage(run, certificate)
     moment = run.best_signature_time or run.validation_time
     others = list(run.material.certificates) + list(run.trust.intermediates)
-    crls = list(run.material.crls) + [crl.public_bytes(serialization.Encoding.DER) for crl in run.trust.crls]
+    crls = list(run.material.crls) + run.trust.crl_ders()
     outcome = _validate_chain(
         certificate,
         others=[c for c in others if c != certificate],
@@ -1337,14 +1559,12 @@ def _check_chain(run: _Verification) -> None:
     when = f"at {moment.isoformat()} ({proof})"
     if outcome.path:
         anchor = outcome.path[0]
-        names = " → ".join(
-            _name_attribute(c.subject, NameOID.COMMON_NAME) or c.subject.rfc4514_string() for c in outcome.path
-        )
-        checks.passed(Constraint.chain, f"path to trust anchor {anchor.subject.rfc4514_string()} {when}: {names}")
+        names = " → ".join(_subject_attribute(c, NameOID.COMMON_NAME) or _subject_text(c) for c in outcome.path)
+        checks.passed(Constraint.chain, f"path to trust anchor {_subject_text(anchor)} {when}: {names}")
         ca_problems = [
             problem
             for ca in outcome.path[1:-1]
-            for problem in _key_problems(_public_key(ca), run.policy, f"CA {ca.subject.rfc4514_string()}")
+            for problem in _key_problems(_public_key(ca), run.policy, f"CA {_subject_text(ca)}")
         ]
         if ca_problems:
             _add_algorithm_problem(run, "; ".join(ca_problems))
@@ -1459,7 +1679,7 @@ def _lab_matches(lab: LabIdentity, certificate: x509.Certificate) -> bool:
     if _fingerprint(certificate) in {fingerprint.lower() for fingerprint in lab.registered_fingerprints}:
         return True
     number = (lab.accreditation_number or "").strip()
-    identifier = _name_attribute(certificate.subject, NameOID.ORGANIZATION_IDENTIFIER) or ""
+    identifier = _subject_attribute(certificate, NameOID.ORGANIZATION_IDENTIFIER) or ""
     return bool(number) and number.casefold() in identifier.casefold()
 
 
@@ -1590,12 +1810,12 @@ def _signer_identity(run: _Verification) -> SignerIdentity | None:
     if certificate is None:
         return None
     return SignerIdentity(
-        subject=certificate.subject.rfc4514_string(),
-        issuer=certificate.issuer.rfc4514_string(),
+        subject=_subject_text(certificate),
+        issuer=_issuer_text(certificate),
         serial_number=format(certificate.serial_number, "x"),
         sha256_fingerprint=_fingerprint(certificate),
-        organization=_name_attribute(certificate.subject, NameOID.ORGANIZATION_NAME),
-        organization_identifier=_name_attribute(certificate.subject, NameOID.ORGANIZATION_IDENTIFIER),
+        organization=_subject_attribute(certificate, NameOID.ORGANIZATION_NAME),
+        organization_identifier=_subject_attribute(certificate, NameOID.ORGANIZATION_IDENTIFIER),
         not_before=certificate.not_valid_before_utc,
         not_after=certificate.not_valid_after_utc,
         public_key=_describe_key(_public_key(certificate)),

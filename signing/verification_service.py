@@ -5,12 +5,14 @@ knows about a document's exact bytes and hands it over, and guards submissions o
 """
 
 import hashlib
+import os
 import threading
 import time
 from datetime import datetime
 from typing import Final
 
 from lxml import etree
+from sqlalchemy import bindparam, or_
 from sqlmodel import Session, col, select
 
 from certificates.models import Certificate, CertificateStatus
@@ -42,25 +44,43 @@ class SignerNotBoundToLabError(InvalidInputError):
 
 
 # Building the trust context reads the trust registry and signs a fresh hub CRL (about 3 ms): public
-# verifications reuse it for a few seconds, so a change to the trust registry (a new anchor, a revoked signing
-# certificate) reaches them within TRUST_CACHE_SECONDS. Submissions always build a fresh one.
+# verifications reuse it for a few seconds. A change to the trust registry made by this process (a new anchor,
+# a revoked signing certificate, a lab's accreditation) drops it at once (`forget_trust_contexts`, wired in
+# api/trust.py); other worker processes see it within TRUST_CACHE_SECONDS. Submissions always build a fresh one.
 TRUST_CACHE_SECONDS: Final = 5.0
-_trust_cache: dict[tuple[str, str], tuple[float, TrustContext]] = {}
+_trust_cache: dict[tuple[str | None, str, str, str], tuple[float, TrustContext]] = {}
 _trust_cache_lock = threading.Lock()
+_trust_generation = 0  # bumped by every forget: a context built from older data is not cached
+
+
+def _trust_cache_key(settings: Settings) -> tuple[str | None, str, str, str]:
+    # The configured values, not the resolved ones (resolving touches the file system on every verification);
+    # the working directory pins what relative paths mean.
+    return settings.database_url, str(settings.data_dir), str(settings.pki_dir), os.getcwd()
+
+
+def forget_trust_contexts() -> None:
+    """Drop every cached trust context (after the trust registry changed)."""
+    global _trust_generation
+    with _trust_cache_lock:
+        _trust_generation += 1
+        _trust_cache.clear()
 
 
 def hub_trust_context(session: Session, *, settings: Settings, max_age: float = 0.0) -> TrustContext:
     """The hub's trust context (hub root, external anchors, CRLs, lab bindings), at most `max_age` s old."""
     from signing.service import trust_context_for
 
-    key = (settings.resolved_database_url, str(settings.resolved_pki_dir.resolve()))
+    key = _trust_cache_key(settings)
     now = time.monotonic()
     cached = _trust_cache.get(key)
     if cached is not None and now - cached[0] < max_age:
         return cached[1]
+    generation = _trust_generation
     trust = trust_context_for(session, settings=settings)
     with _trust_cache_lock:
-        _trust_cache[key] = (now, trust)
+        if generation == _trust_generation:
+            _trust_cache[key] = (now, trust)
     return trust
 
 
@@ -76,26 +96,48 @@ def lab_identity(organization: Organization) -> LabIdentity:
     )
 
 
+# Built once: constructing the ORM statement costs more than running it (the lookup is on every verification).
+_REGISTRY_LOOKUP: Final = (
+    select(  # type: ignore[call-overload]
+        Certificate.id,
+        Certificate.status,
+        Certificate.status_reason,
+        Certificate.superseded_by_id,
+        Certificate.updated_at,
+        Certificate.organization_id,
+        Organization.name,
+        Organization.accreditation_number,
+    )
+    .select_from(Certificate)
+    .outerjoin(Organization, col(Organization.id) == col(Certificate.organization_id))
+    .where(
+        col(Certificate.sha256) == bindparam("sha256"),
+        # Plain comparisons, not IN: an IN list is re-rendered on every execution, these compile once.
+        or_(*(col(Certificate.status) == str(status) for status in PUBLIC_STATUSES)),
+    )
+    .order_by(col(Certificate.created_at), col(Certificate.id))
+    .limit(1)
+)
+
+
 def registry_entry_for(session: Session, *, sha256: str) -> tuple[RegistryEntry, LabIdentity | None]:
     """What the registry says about these exact bytes (first published registration) and its issuing lab."""
-    certificate = session.exec(
-        select(Certificate)
-        .where(Certificate.sha256 == sha256.lower(), col(Certificate.status).in_([str(s) for s in PUBLIC_STATUSES]))
-        .order_by(col(Certificate.created_at), col(Certificate.id))
-    ).first()
-    if certificate is None:
+    row = session.connection().execute(_REGISTRY_LOOKUP, {"sha256": sha256.lower()}).first()
+    if row is None:
         return RegistryEntry(status="unknown"), None
-    organization = session.get(Organization, certificate.organization_id)
+    certificate_id, status, reason, superseded_by_id, updated_at, organization_id, name, accreditation = row
     entry = RegistryEntry(
-        status=certificate.status,
-        certificate_id=certificate.id,
-        organization_id=certificate.organization_id,
-        organization_name=organization.name if organization else None,
-        reason=certificate.status_reason if certificate.status != CertificateStatus.issued else None,
-        superseded_by_id=certificate.superseded_by_id,
-        updated_at=certificate.updated_at,
+        status=status,
+        certificate_id=certificate_id,
+        organization_id=organization_id,
+        organization_name=name,
+        reason=reason if status != CertificateStatus.issued else None,
+        superseded_by_id=superseded_by_id,
+        updated_at=updated_at,
     )
-    return entry, lab_identity(organization) if organization else None
+    if name is None:  # no such organization (cannot happen with the foreign key; say so rather than guess)
+        return entry, None
+    return entry, LabIdentity(organization_id=organization_id, name=name, accreditation_number=accreditation)
 
 
 def _inclusion_proof(session: Session, *, sha256: str, settings: Settings) -> object | None:
@@ -111,6 +153,42 @@ def _inclusion_proof(session: Session, *, sha256: str, settings: Settings) -> ob
     return proof
 
 
+# Public verifications look the same bytes up again and again (a report page, a client re-checking): the answer
+# is kept for as long as a trust context, and dropped at once when this process commits a change to a
+# certificate or an organization (`forget_registry_entries`, wired in api/trust.py).
+REGISTRY_CACHE_SECONDS: Final = TRUST_CACHE_SECONDS
+_REGISTRY_CACHE_MAX: Final = 4096
+_registry_cache: dict[tuple[object, str], tuple[float, RegistryEntry, LabIdentity | None]] = {}
+_registry_generation = 0
+
+
+def forget_registry_entries() -> None:
+    """Drop every cached registry lookup (after a certificate or an organization changed)."""
+    global _registry_generation
+    with _trust_cache_lock:
+        _registry_generation += 1
+        _registry_cache.clear()
+
+
+def _recent_registry_entry(
+    session: Session, *, settings: Settings, sha256: str
+) -> tuple[RegistryEntry, LabIdentity | None]:
+    key = (_trust_cache_key(settings), sha256)
+    now = time.monotonic()
+    cached = _registry_cache.get(key)
+    if cached is None or now - cached[0] >= REGISTRY_CACHE_SECONDS:
+        generation = _registry_generation
+        entry, lab = registry_entry_for(session, sha256=sha256)
+        cached = (now, entry, lab)
+        with _trust_cache_lock:
+            if generation == _registry_generation:  # not built from data older than a change just committed
+                if len(_registry_cache) >= _REGISTRY_CACHE_MAX:
+                    _registry_cache.clear()
+                _registry_cache[key] = cached
+    # A copy: the report holds it, and no report may change what the next verification is told.
+    return cached[1].model_copy(), cached[2]
+
+
 def verify_for_registry(
     session: Session,
     *,
@@ -122,7 +200,7 @@ def verify_for_registry(
 ) -> VerificationReport:
     """Verify a document with the hub's trust, its registry status, issuing lab and transparency-log proof."""
     digest = hashlib.sha256(data).hexdigest()
-    entry, lab = registry_entry_for(session, sha256=digest)
+    entry, lab = _recent_registry_entry(session, settings=settings, sha256=digest)
     proof = _inclusion_proof(session, sha256=digest, settings=settings) if entry.status != "unknown" else None
     return verify_document(
         data,

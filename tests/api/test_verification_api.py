@@ -206,3 +206,36 @@ def test_the_verify_page_renders_the_form_and_a_registered_report(hub):
 def test_the_openapi_document_lists_the_verification_routes():
     document = Path(REPO_ROOT / "openapi" / "openapi.json").read_text(encoding="utf-8")
     assert '"/api/v1/verify"' in document and '"/api/v1/verify/{sha256}"' in document
+
+
+def test_a_revoked_signing_certificate_is_seen_by_the_very_next_verification(hub):
+    # Public verifications reuse the trust context for a few seconds; a revocation committed by this hub drops it.
+    organization_id, headers, key, chain = _signing_lab(hub, "Lab Revoked Signer")
+    signed = sign_dcc(DCC, private_key=key, certificate_chain=chain)
+    assert hub.client.post("/api/v1/verify", content=signed, headers=XML).json()["indication"] == "TOTAL_PASSED"
+    listed = hub.client.get(f"/api/v1/labs/{organization_id}/signing-certificates", headers=headers)
+    assert listed.status_code == 200, listed.text
+    certificate_id = listed.json()[0]["id"]
+    revoked = hub.client.post(
+        f"/api/v1/labs/{organization_id}/signing-certificates/{certificate_id}/revoke",
+        json={"reason": "keyCompromise"},
+        headers=headers,
+    )
+    assert revoked.status_code == 200, revoked.text
+    report = hub.client.post("/api/v1/verify", content=signed, headers=XML).json()
+    assert report["indication"] != "TOTAL_PASSED"
+    assert next(c for c in report["checks"] if c["id"] == "revocation")["result"] == "FAILED"
+
+
+def test_a_document_registered_after_a_verification_is_known_to_the_next_one(hub):
+    # Registry answers are reused for a few seconds too; a registration committed by this hub drops them.
+    _, headers, key, chain = _signing_lab(hub, "Lab Later Registration")
+    signed = sign_dcc(DCC, private_key=key, certificate_chain=chain)
+    assert hub.client.post("/api/v1/verify", content=signed, headers=XML).json()["registry"]["status"] == "unknown"
+    created = hub.client.post(
+        "/api/v1/certificates", params={"issue": "true"}, content=signed, headers={**headers, **XML}
+    )
+    assert created.status_code == 201, created.text
+    report = hub.client.post("/api/v1/verify", content=signed, headers=XML).json()
+    assert report["registry"]["status"] == "issued"
+    assert report["transparency"]["included"] is True
