@@ -210,6 +210,7 @@ class Complaint(CanonicalRecord):
     received_at: AwareDatetime
     due_at: AwareDatetime
     status: Text = Field(description="Hub vocabulary: received, accepted, in-progress, closed, rejected")
+    source_status: Text | None = Field(default=None, description="The source's own status code")
 
     @property
     def natural_key(self) -> str:

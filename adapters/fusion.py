@@ -12,8 +12,15 @@ record twice, or two sources describing one instrument, gives the same nodes. Th
 `fuse_pending` adds a batch's quads to the store first and marks the rows fused after; a crash in between
 only means the batch is added again, which changes nothing.
 
-Per record the work is a handful of dict look-ups and term constructions (no pydantic, no SPARQL): records
-are read as the JSON they are stored as, and one `add_quads` call writes a whole batch.
+A source object that changes (a sample received, a result corrected, a complaint closed) lands as a new version
+with the same kind and natural key. The graph shows one version per subject, the newest by source time (then
+by arrival): its statements replace the earlier version's in one SPARQL update, it `prov:wasDerivedFrom` its
+own message and `prov:wasInfluencedBy` the messages of the earlier versions. A version older than the one
+already fused (it arrived out of order) is marked fused without touching the graph. Only records whose key
+has an earlier version (fused, or in the same batch) pay for this; the rest are bulk-loaded as before.
+
+Per record the work is a handful of dict look-ups and term constructions (no pydantic, and no SPARQL but for
+revised subjects): records are read as the JSON they are stored as, and one `add_quads` call writes a batch.
 """
 
 from collections.abc import Iterable, Iterator, Sequence
@@ -26,6 +33,7 @@ from typing import Any, Protocol
 import pyoxigraph as ox
 from sqlalchemy import select as sa_select
 from sqlalchemy import update
+from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
 from adapters.codelists import (
@@ -106,6 +114,7 @@ P_NUMERIC = _n(f"{QUDT}numericValue")
 P_UNIT = _n(f"{QUDT}hasUnit")
 P_QUANTITY_KIND = _n(f"{QUDT}hasQuantityKind")
 P_DERIVED_FROM = _n(f"{PROV}wasDerivedFrom")
+P_INFLUENCED_BY = _n(f"{PROV}wasInfluencedBy")
 P_ATTRIBUTED_TO = _n(f"{PROV}wasAttributedTo")
 P_GENERATED_AT = _n(f"{PROV}generatedAtTime")
 P_ASSOCIATED_WITH = _n(f"{PROV}wasAssociatedWith")
@@ -425,7 +434,7 @@ def _complaint(w: _Writer, r: dict[str, Any]) -> ox.NamedNode:
     w.text(node, P_CHANNEL, r.get("channel"))
     w.add(node, P_RECEIVED_AT, _time(r.get("received_at")))
     w.add(node, P_DUE_AT, _time(r.get("due_at")))
-    w.concept(node, COMPLAINT_STATUS, r.get("status"))
+    w.concept(node, COMPLAINT_STATUS, r.get("status"), r.get("source_status"))
     return node
 
 
@@ -462,6 +471,21 @@ def record_quads(
     """The quads of one canonical record (its JSON as stored) in its instance's graph, with provenance."""
     batch = batch if batch is not None else _Batch()
     start = len(batch.quads)
+    _build(kind, record, source=source, message_id=message_id, recorded_at=recorded_at, batch=batch)
+    return batch.quads[start:]
+
+
+def _build(
+    kind: str,
+    record: dict[str, Any],
+    *,
+    source: FusionSource,
+    message_id: int,
+    recorded_at: datetime | None,
+    batch: _Batch,
+    earlier_messages: Iterable[int] = (),
+) -> ox.NamedNode:
+    """Append one record's quads to the batch; returns the record's main node."""
     graph = _shared(ai.adapter_graph_iri(source.instance_id))
     writer = _Writer(batch, graph)
     builder = _BUILDERS.get(kind)
@@ -469,6 +493,8 @@ def record_quads(
         raise ValueError(f"No fusion for record kind {kind!r}")
     node = builder(writer, record)
     writer.add(node, P_DERIVED_FROM, _n(ai.landing_message_iri(message_id)))
+    for earlier in earlier_messages:
+        writer.add(node, P_INFLUENCED_BY, _n(ai.landing_message_iri(earlier)))
     software = ai.adapter_software_iri(source.adapter, source.adapter_version)
     agent = _shared(software)
     writer.add(node, P_ATTRIBUTED_TO, agent)
@@ -477,7 +503,7 @@ def record_quads(
         writer.text(agent, LABEL, f"{source.adapter} {source.adapter_version}")
     if recorded_at is not None:
         writer.add(node, P_GENERATED_AT, _time(_utc(recorded_at).isoformat()))
-    return batch.quads[start:]
+    return node
 
 
 def _utc(moment: datetime) -> datetime:
@@ -533,7 +559,112 @@ def _sources(session: Session, rows: Sequence[PendingRow]) -> dict[int, FusionSo
     return sources
 
 
-_PENDING_COLUMNS = ("id", "instance_id", "message_id", "kind", "record", "recorded_at")
+_PENDING_COLUMNS = (
+    "id",
+    "instance_id",
+    "message_id",
+    "kind",
+    "natural_key",
+    "source_time",
+    "record",
+    "recorded_at",
+)
+REPLACE_TIMEOUT_S = 120.0
+_VersionKey = tuple[str, str, str]  # instance, kind, natural key
+_VersionOrder = tuple[bool, datetime, int]
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def version_order(source_time: datetime | None, row_id: int | None) -> _VersionOrder:
+    """Sort key of the versions of one subject: by source time, then arrival; versions without a time first."""
+    return (source_time is not None, _utc(source_time) if source_time else _EPOCH, row_id or 0)
+
+
+@dataclass
+class _Versions:
+    """What is known of one subject's versions: the newest fused and the messages of all of them."""
+
+    newest: _VersionOrder | None = None
+    messages: list[tuple[_VersionOrder, int]] = field(default_factory=list)
+
+
+def _fused_versions(session: Session, rows: Sequence[Any]) -> dict[_VersionKey, _Versions]:
+    """Fused versions of the batch's subjects by (instance, kind, natural key): one indexed look-up per kind."""
+    keys: dict[str, set[str]] = {}
+    for row in rows:
+        keys.setdefault(row.kind, set()).add(row.natural_key)
+    instance_ids = sorted({row.instance_id for row in rows})
+    found: dict[_VersionKey, _Versions] = {}
+    for kind, natural_keys in keys.items():
+        ordered = sorted(natural_keys)
+        for chunk_start in range(0, len(ordered), 1000):
+            chunk = ordered[chunk_start : chunk_start + 1000]
+            earlier = session.execute(
+                sa_select(
+                    col(CanonicalRecordRow.instance_id),
+                    col(CanonicalRecordRow.natural_key),
+                    col(CanonicalRecordRow.id),
+                    col(CanonicalRecordRow.source_time),
+                    col(CanonicalRecordRow.message_id),
+                ).where(
+                    col(CanonicalRecordRow.kind) == kind,
+                    col(CanonicalRecordRow.natural_key).in_(chunk),
+                    col(CanonicalRecordRow.instance_id).in_(instance_ids),
+                    col(CanonicalRecordRow.fused_at).is_not(None),
+                )
+            ).all()
+            for instance_id, natural_key, row_id, source_time, message_id in earlier:
+                versions = found.setdefault((instance_id, kind, natural_key), _Versions())
+                order = version_order(source_time, row_id)
+                versions.messages.append((order, message_id))
+                versions.newest = order if versions.newest is None else max(versions.newest, order)
+    return found
+
+
+@dataclass
+class _Plan:
+    """Which rows of a batch reach the graph: added as they are, or replacing an earlier version's statements."""
+
+    fresh: list[Any] = field(default_factory=list)
+    revised: list[tuple[Any, list[int]]] = field(default_factory=list)  # row, messages of the earlier versions
+
+
+def plan_batch(rows: Sequence[Any], fused: dict[_VersionKey, _Versions]) -> _Plan:
+    """Per subject, the newest version of the batch if it is newer than the fused one; others stay out of the graph."""
+    groups: dict[_VersionKey, list[Any]] = {}
+    for row in rows:
+        groups.setdefault((row.instance_id, row.kind, row.natural_key), []).append(row)
+    plan = _Plan()
+    for key, group in groups.items():
+        known = fused.get(key)
+        if known is None and len(group) == 1:
+            plan.fresh.append(group[0])  # the common case: a subject seen for the first time
+            continue
+        ordered = sorted(group, key=lambda row: version_order(row.source_time, row.id))
+        newest = ordered[-1]
+        if known is not None and known.newest and version_order(newest.source_time, newest.id) < known.newest:
+            continue  # out of order: the graph already shows a newer version
+        # Every other version (fused or in this batch) is older than the newest, so it is history.
+        earlier = list(known.messages) if known else []
+        earlier += [(version_order(row.source_time, row.id), row.message_id) for row in ordered[:-1]]
+        plan.revised.append((newest, [message for _order, message in sorted(earlier)]))
+    return plan
+
+
+def _replacement_update(quads: Sequence[ox.Quad], subjects: set[tuple[str, str]]) -> str:
+    """One SPARQL update: drop every statement about the revised subjects, then insert their new version."""
+    values = " ".join(f"(<{graph}> <{subject}>)" for graph, subject in sorted(subjects))
+    by_graph: dict[str, list[str]] = {}
+    for quad in quads:
+        assert isinstance(quad.graph_name, ox.NamedNode)
+        by_graph.setdefault(quad.graph_name.value, []).append(f"{quad.subject} {quad.predicate} {quad.object} .")
+    inserts = " ".join(f"GRAPH <{graph}> {{ {' '.join(lines)} }}" for graph, lines in sorted(by_graph.items()))
+    return (
+        f"DELETE {{ GRAPH ?g {{ ?s ?p ?o }} }} WHERE {{ VALUES (?g ?s) {{ {values} }} GRAPH ?g {{ ?s ?p ?o }} }} ;\n"
+        f"INSERT DATA {{ {inserts} }}"
+    )
 
 
 def _add(store: GraphStore, quads: list[ox.Quad]) -> None:
@@ -546,15 +677,51 @@ def _add(store: GraphStore, quads: list[ox.Quad]) -> None:
         store.add_quads(quads)
 
 
+def _replace(store: GraphStore, rows: Sequence[tuple[Any, list[int]]], sources: dict[int, FusionSource]) -> None:
+    """Write the revised subjects' newest versions over their earlier ones (one atomic update)."""
+    batch = _Batch()
+    subjects: set[tuple[str, str]] = set()
+    for row, earlier in rows:
+        source = sources[row.message_id]
+        node = _build(
+            row.kind,
+            row.record,
+            source=source,
+            message_id=row.message_id,
+            recorded_at=row.recorded_at,
+            batch=batch,
+            earlier_messages=earlier,
+        )
+        graph = ai.adapter_graph_iri(source.instance_id)
+        # The record's own nodes: its main node and its value; shared nodes (rooms, labs, …) stay.
+        subjects.update({(graph, node.value), (graph, node.value + "/value")})
+    store.update(_replacement_update(batch.quads, subjects), timeout_s=REPLACE_TIMEOUT_S)
+
+
 def fuse_pending(session: Session, *, store: GraphStore, limit: int = 1000, now: datetime | None = None) -> int:
     """Fuse up to `limit` unfused canonical records (oldest first) into their instances' graphs; returns how many.
 
-    One `add_quads` per batch, then the rows are marked fused (`fused_at`, `graph_iri`) in the caller's
-    transaction. On PostgreSQL the rows are locked with SKIP LOCKED, so two fusers never take the same batch.
+    New subjects are added with one `add_quads`; subjects with an earlier version are replaced in one update
+    (first, so nothing just added is dropped). Then every row of the batch is marked fused (`fused_at`,
+    `graph_iri`) in the caller's transaction, including versions older than the graph's, which add nothing.
+    On PostgreSQL the rows are locked with SKIP LOCKED, so two fusers never take the same batch.
     """
     # Columns, not ORM objects: nothing enters the identity map, so marking the batch fused is one UPDATE.
+    # Whether another row describes the same subject: one index probe per row, so only the (rare) rows that
+    # have versions pay for looking them up; a reading seen for the first time costs nothing more.
+    other = aliased(CanonicalRecordRow)
+    has_versions = (
+        sa_select(col(other.id))
+        .where(
+            col(other.kind) == col(CanonicalRecordRow.kind),
+            col(other.natural_key) == col(CanonicalRecordRow.natural_key),
+            col(other.id) != col(CanonicalRecordRow.id),
+        )
+        .exists()
+        .label("has_versions")
+    )
     statement = (
-        sa_select(*(getattr(CanonicalRecordRow, name) for name in _PENDING_COLUMNS))
+        sa_select(*(getattr(CanonicalRecordRow, name) for name in _PENDING_COLUMNS), has_versions)
         .where(col(CanonicalRecordRow.fused_at).is_(None))
         .order_by(col(CanonicalRecordRow.id))
         .limit(limit)
@@ -563,12 +730,18 @@ def fuse_pending(session: Session, *, store: GraphStore, limit: int = 1000, now:
     rows: list[Any] = list(session.execute(statement).all())
     if not rows:
         return 0
-    quads, graphs = rows_quads(rows, sources=_sources(session, rows))
-    _add(store, quads)
+    sources = _sources(session, rows)
+    versioned = [row for row in rows if row.has_versions]
+    plan = plan_batch(rows, _fused_versions(session, versioned) if versioned else {})
+    if plan.revised:
+        _replace(store, plan.revised, sources)
+    quads, _graphs = rows_quads(plan.fresh, sources=sources)
+    if quads:
+        _add(store, quads)
     fused_at = now or datetime.now(UTC)
     by_graph: dict[str, list[int]] = {}
-    for row_id, graph in graphs.items():
-        by_graph.setdefault(graph, []).append(row_id)
+    for row in rows:
+        by_graph.setdefault(ai.adapter_graph_iri(sources[row.message_id].instance_id), []).append(row.id)
     for graph, ids in by_graph.items():
         session.execute(
             update(CanonicalRecordRow)

@@ -2,8 +2,9 @@
 
 Validation is an audit, not the fusion path (pySHACL works on rdflib graphs and is slow on big ones): it reads
 the instance's named graph from the store, or, with `records=N`, rebuilds the triples of the instance's N most
-recent fused records (fusion is deterministic, so they are the triples in the store). The outcome is recorded
-as `adapter_evidence` for criterion L3.3 with the violations (focus node, shape, path, message).
+recent fused records, the newest version of each subject (fusion is deterministic, so they are the triples in
+the store but for the history links of revised subjects). The outcome is recorded as `adapter_evidence` for
+criterion L3.3 with the violations (focus node, shape, path, message).
 """
 
 from collections.abc import Iterable
@@ -19,7 +20,7 @@ from rdflib.namespace import RDF, SH
 from sqlmodel import Session, col, select
 
 from adapters.evidence import record_evidence
-from adapters.fusion import FusionSource, record_quads
+from adapters.fusion import FusionSource, record_quads, version_order
 from adapters.models import AdapterInstance, CanonicalRecordRow, LandingMessage
 from graph.adapter_iris import adapter_graph_iri
 from graph.store import N_TRIPLES, GraphStore
@@ -112,8 +113,15 @@ def _recent_quads(session: Session, instance: AdapterInstance, records: int) -> 
             )
         ).all()
     )
-    quads: list[ox.Quad] = []
+    # The graph shows one version per subject (the newest): rebuild that one, not the ones it replaced.
+    newest: dict[tuple[str, str], CanonicalRecordRow] = {}
     for row in rows:
+        key = (row.kind, row.natural_key)
+        shown = newest.get(key)
+        if shown is None or version_order(row.source_time, row.id) > version_order(shown.source_time, shown.id):
+            newest[key] = row
+    quads: list[ox.Quad] = []
+    for row in sorted(newest.values(), key=lambda row: row.id or 0, reverse=True):
         source = FusionSource(
             instance.id, instance.organization_id, instance.adapter, versions.get(row.message_id, "unknown")
         )

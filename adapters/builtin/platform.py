@@ -265,6 +265,7 @@ class PlatformAdapter(Adapter):
             ("receivedAt", "received_at", "ISO 8601 with offset"),
             ("dueAt", "due_at", "ISO 8601 with offset"),
             ("status", "status", "code list complaint-status"),
+            ("status", "source_status", "copy"),
             ("updatedAt", "source_time", "ISO 8601 with offset"),
         ]
         return [FieldMapping(record_kind=kind, source_field=s, canonical_field=c, transform=t) for s, c, t in pairs]
@@ -312,6 +313,7 @@ class PlatformAdapter(Adapter):
             "received_at": "2026-03-01T09:30:00+08:00",
             "due_at": "2026-03-08T09:30:00+08:00",
             "status": "accepted",
+            "source_status": "accepted",
         }
         return [GoldenFixture(name="complaints-page", message=message, expected=[expected])]
 
@@ -394,6 +396,7 @@ def _complaint(item: PlatformComplaint) -> Complaint:
         received_at=item.received_at,
         due_at=item.due_at,
         status=COMPLAINT_STATUSES[item.status],
+        source_status=item.status,
         source_time=item.updated_at,
     )
 

@@ -107,7 +107,7 @@ def list_rule_flags(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> list[rules.RuleFlagRead]:
-    """Rules: environment-excursion, test-during-excursion, calibration-expired."""
+    """Rules: environment-excursion, test-during-excursion, calibration-expired, test-on-unavailable-instrument."""
     flags = rules.list_rule_flags(
         session, rule=rule, room=room, subject_key=subject_key, open_only=open_only, limit=limit, offset=offset
     )
