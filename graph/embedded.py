@@ -17,8 +17,10 @@ Processes start on first use, so hubs that never touch the graph (most tests) pa
 
 import asyncio
 import contextlib
+import fcntl
 import math
 import os
+import pickle
 import select
 import shutil
 import subprocess
@@ -27,13 +29,13 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable, Sequence
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 import pyoxigraph
 import structlog
 
+from graph.oxigraph_worker import ANSWER_HEADER, PIPE_SIZE, REQUEST_HEADER, write_all
 from graph.sparql import apply_update_dataset, guard_outbound, query_form, select_star_order
 from graph.store import (
     GRAPH_FORMATS,
@@ -64,8 +66,12 @@ class _KilledError(Exception):
     """The worker overran its deadline and was killed."""
 
 
+class _ChannelClosedError(Exception):
+    """The worker's end of the channel closed: the process is gone."""
+
+
 class _Worker:
-    """One worker process and its pickled-tuple channel."""
+    """One worker process and its framed channel (see `graph.oxigraph_worker`)."""
 
     def __init__(self, role: str, directory: Path) -> None:
         self.role = role
@@ -77,81 +83,110 @@ class _Worker:
             close_fds=True,
         )
         assert self.process.stdin is not None and self.process.stdout is not None
-        self._outbox = Connection(os.dup(self.process.stdin.fileno()), readable=False)
-        self._inbox = Connection(os.dup(self.process.stdout.fileno()), writable=False)
-        # One poll object for the channel's life: `Connection.poll` builds a selector on every call.
-        self._poller = select.poll()
-        self._poller.register(self._inbox.fileno(), select.POLLIN)
+        self._outbox = os.dup(self.process.stdin.fileno())
+        self._inbox = os.dup(self.process.stdout.fileno())
         self.process.stdin.close()
         self.process.stdout.close()
-        answer = self._receive(time.monotonic() + STARTUP_TIMEOUT_S)
-        if answer[0] != "ready":
+        self._closed = False
+        set_pipe_size = getattr(fcntl, "F_SETPIPE_SZ", None)  # Linux only
+        for descriptor in (self._outbox, self._inbox):
+            # Large answers and imports in fewer pieces (fewer wake-ups); the default size works too.
+            with contextlib.suppress(OSError):
+                if set_pipe_size is not None:
+                    fcntl.fcntl(descriptor, set_pipe_size, PIPE_SIZE)
+        # Answers are read without blocking, by the event loop or after a poll: a worker that hangs or dies
+        # can never block the reader, and no mode switch is needed between the two ways of waiting.
+        os.set_blocking(self._inbox, False)
+        # One poll object for the channel's life: building one per wait costs more than the wait.
+        self._poller = select.poll()
+        self._poller.register(self._inbox, select.POLLIN)
+        meta, _ = self._receive(time.monotonic() + STARTUP_TIMEOUT_S)
+        if meta[0] != "ready":
             self.kill()
-            raise GraphStoreUnavailableError(f"The graph store could not be opened: {answer[2]}")
+            raise GraphStoreUnavailableError(f"The graph store could not be opened: {meta[2]}")
 
-    def call(self, request: tuple[Any, ...], deadline: float) -> Any:
-        """Send a request and wait for its answer until `deadline`; kills the worker past it."""
+    def _send(self, request: tuple[Any, ...]) -> None:
+        payload = pickle.dumps(request, protocol=pickle.HIGHEST_PROTOCOL)
         try:
-            self._outbox.send(request)
+            write_all(self._outbox, [REQUEST_HEADER.pack(len(payload)), payload])
         except OSError as error:
             self.kill()
             raise GraphStoreUnavailableError("The graph worker process is gone.") from error
-        answer = self._receive(deadline)
-        if answer[0] == "ok":
-            return answer[1]
-        _, kind, message = answer
-        raise _failure(kind, message)
 
-    async def call_async(self, request: tuple[Any, ...], deadline: float) -> Any:
-        """`call` for the event loop: the answer is awaited as the pipe becoming readable."""
+    def call(self, request: tuple[Any, ...], deadline: float) -> tuple[Any, bytes]:
+        """Send a request and wait for its answer until `deadline` (kills the worker past it): (value, raw bytes)."""
+        self._send(request)
+        return _answer(*self._receive(deadline))
+
+    async def call_async(self, request: tuple[Any, ...], deadline: float) -> tuple[Any, bytes]:
+        """`call` for the event loop: the answer is read as it arrives, never blocking the loop."""
+        self._send(request)
+        frame = _Frame()
         try:
-            self._outbox.send(request)
-        except OSError as error:
+            pulled = self._pull(frame)  # a fast worker may have answered already
+        except _ChannelClosedError:
             self.kill()
-            raise GraphStoreUnavailableError("The graph worker process is gone.") from error
-        if not self._readable(0):
+            raise GraphStoreUnavailableError("The graph worker process stopped unexpectedly.") from None
+        if not pulled:
             loop = asyncio.get_running_loop()
-            readable: asyncio.Future[bool] = loop.create_future()
-            descriptor = self._inbox.fileno()
+            done: asyncio.Future[bool] = loop.create_future()
 
-            def settle(value: bool) -> None:
-                if not readable.done():
-                    readable.set_result(value)
+            def readable() -> None:
+                try:
+                    complete = self._pull(frame)
+                except _ChannelClosedError as error:
+                    if not done.done():
+                        done.set_exception(error)
+                    return
+                if complete and not done.done():
+                    done.set_result(True)
+
+            def late() -> None:
+                if not done.done():
+                    done.set_result(False)
 
             # A reader callback and a timer instead of `asyncio.wait_for`: no task per query.
-            loop.add_reader(descriptor, settle, True)
-            timer = loop.call_later(max(0.0, deadline - time.monotonic()), settle, False)
+            loop.add_reader(self._inbox, readable)
+            timer = loop.call_later(max(0.0, deadline - time.monotonic()), late)
             try:
-                arrived = await readable
+                arrived: bool | None = await done
+            except _ChannelClosedError:
+                arrived = None
             finally:
-                loop.remove_reader(descriptor)
+                loop.remove_reader(self._inbox)  # before `kill` closes the descriptor
                 timer.cancel()
+            if arrived is None:
+                self.kill()
+                raise GraphStoreUnavailableError("The graph worker process stopped unexpectedly.")
             if not arrived:
                 self.kill()
                 raise _KilledError
-        answer = self._receive(deadline)
-        if answer[0] == "ok":
-            return answer[1]
-        _, kind, message = answer
-        raise _failure(kind, message)
+        return _answer(*frame.parts())
 
-    def _readable(self, timeout_s: float) -> bool:
-        """Whether the answer (or the end of the channel) is there, waiting up to `timeout_s`."""
-        return bool(self._poller.poll(math.ceil(max(0.0, timeout_s) * 1000)))
-
-    def _receive(self, deadline: float) -> tuple[Any, ...]:
+    def _pull(self, frame: "_Frame") -> bool:
+        """Read what the pipe holds into `frame`, without blocking; True once the frame is whole."""
         try:
-            # An event loop that watched this pipe (uvloop does) leaves it non-blocking; a large answer
-            # arrives in several writes, and `recv` must wait for all of them.
-            os.set_blocking(self._inbox.fileno(), True)
-            if not self._readable(deadline - time.monotonic()):
-                self.kill()
-                raise _KilledError
-            answer: tuple[Any, ...] = self._inbox.recv()
-            return answer
-        except (EOFError, OSError) as error:
+            while not frame.complete:
+                if not frame.read_from(self._inbox):
+                    raise _ChannelClosedError
+        except BlockingIOError:
+            return False
+        except OSError as error:
+            raise _ChannelClosedError from error
+        return True
+
+    def _receive(self, deadline: float) -> tuple[tuple[Any, ...], bytes]:
+        frame = _Frame()
+        try:
+            while not self._pull(frame):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not self._poller.poll(math.ceil(remaining * 1000)):
+                    self.kill()
+                    raise _KilledError
+        except _ChannelClosedError:
             self.kill()
-            raise GraphStoreUnavailableError("The graph worker process stopped unexpectedly.") from error
+            raise GraphStoreUnavailableError("The graph worker process stopped unexpectedly.") from None
+        return frame.parts()
 
     @property
     def alive(self) -> bool:
@@ -164,17 +199,77 @@ class _Worker:
             self.process.kill()
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=10)
-        for channel in (self._outbox, self._inbox):
-            with contextlib.suppress(OSError, AttributeError):
-                channel.close()
+        self._close_channel()
+
+    def _close_channel(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for descriptor in (self._outbox, self._inbox):
+            with contextlib.suppress(OSError):
+                os.close(descriptor)
 
     def stop(self) -> None:
         """Close the channel so the worker exits on its own (flushing the store), then make sure."""
-        with contextlib.suppress(OSError, AttributeError):
-            self._outbox.close()
+        if not self._closed:
+            with contextlib.suppress(OSError):
+                os.close(self._outbox)
+            self._outbox = -1
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=10)
         self.kill()
+
+
+class _Frame:
+    """An answer frame being read: header, pickled tuple, raw body.
+
+    A small answer arrives whole in the first read. A larger one gets a buffer of its full size once the
+    header is in, and the rest is read straight into it: the body is copied once, into the `bytes` returned.
+    """
+
+    __slots__ = ("_buffer", "_filled", "_head", "_size")
+
+    def __init__(self) -> None:
+        self._head = b""
+        self._buffer: memoryview | None = None
+        self._filled = 0
+        self._size = -1  # of the whole frame, once the header is in
+
+    @property
+    def complete(self) -> bool:
+        """Whether every byte of the frame is in."""
+        return 0 <= self._size <= (len(self._head) if self._buffer is None else self._filled)
+
+    def read_from(self, descriptor: int) -> int:
+        """One non-blocking read from the pipe into the frame; the number of bytes (0 at the end of the pipe)."""
+        if self._buffer is not None:
+            count = os.readv(descriptor, [self._buffer[self._filled :]])
+            self._filled += count
+            return count
+        chunk = os.read(descriptor, 1 << 16)
+        self._head += chunk
+        if self._size < 0 and len(self._head) >= ANSWER_HEADER.size:
+            meta_size, body_size = ANSWER_HEADER.unpack_from(self._head)
+            self._size = ANSWER_HEADER.size + meta_size + body_size
+            if len(self._head) < self._size:
+                self._buffer = memoryview(bytearray(self._size))
+                self._buffer[: len(self._head)] = self._head
+                self._filled = len(self._head)
+        return len(chunk)
+
+    def parts(self) -> tuple[tuple[Any, ...], bytes]:
+        """The pickled tuple and the raw body of a complete frame."""
+        data = memoryview(self._head) if self._buffer is None else self._buffer
+        meta_end = ANSWER_HEADER.size + ANSWER_HEADER.unpack_from(data)[0]
+        meta: tuple[Any, ...] = pickle.loads(data[ANSWER_HEADER.size : meta_end])
+        return meta, bytes(data[meta_end:])
+
+
+def _answer(meta: tuple[Any, ...], body: bytes) -> tuple[Any, bytes]:
+    if meta[0] == "ok":
+        return meta[1], body
+    _, kind, message = meta
+    raise _failure(kind, message)
 
 
 def _failure(kind: str, message: str) -> GraphStoreError:
@@ -252,7 +347,7 @@ class EmbeddedOxigraphStore:
         """Run a change in the writer (the writer lock is held); the next query publishes a checkpoint."""
         writer = self._ensure_writer()
         try:
-            answer = writer.call(request, deadline)
+            answer, _ = writer.call(request, deadline)
         except _KilledError:
             # The killed transaction never committed; a fresh writer reopens the store (RocksDB recovery).
             self._writer = None
@@ -341,6 +436,11 @@ class EmbeddedOxigraphStore:
             self._collect_snapshots()
 
     def _read(self, operation: str, *arguments: Any, timeout_s: float) -> Any:
+        """A reader operation's answer."""
+        return self._read_raw(operation, *arguments, timeout_s=timeout_s)[0]
+
+    def _read_raw(self, operation: str, *arguments: Any, timeout_s: float) -> tuple[Any, bytes]:
+        """A reader operation's answer and the raw bytes after it."""
         deadline = time.monotonic() + timeout_s
         snapshot = self._current_snapshot(deadline)
         reader = self._acquire_reader(deadline)
@@ -389,8 +489,8 @@ class EmbeddedOxigraphStore:
         }
 
     @staticmethod
-    def _outcome(request: dict[str, Any], answer: tuple[Any, ...]) -> QueryOutcome:
-        form, media_type, body, truncated, count = answer
+    def _outcome(request: dict[str, Any], answer: tuple[Any, bytes]) -> QueryOutcome:
+        (form, media_type, truncated, count), body = answer
         if form == "graph":
             form = query_form(request["sparql"])
         return QueryOutcome(form=form, media_type=media_type, body=body, truncated=truncated, count=count)
@@ -419,7 +519,7 @@ class EmbeddedOxigraphStore:
             union_default_graph=union_default_graph,
             base_iri=base_iri,
         )
-        return self._outcome(request, self._read("query", request, timeout_s=timeout_s))
+        return self._outcome(request, self._read_raw("query", request, timeout_s=timeout_s))
 
     async def query_async(
         self,
@@ -455,7 +555,7 @@ class EmbeddedOxigraphStore:
             reader = self._idle.pop() if fresh and self._idle and not self._closed else None
             snapshot = self._snapshot
         if reader is None or snapshot is None:
-            answer = await asyncio.to_thread(self._read, "query", request, timeout_s=timeout_s)
+            answer = await asyncio.to_thread(self._read_raw, "query", request, timeout_s=timeout_s)
             return self._outcome(request, answer)
         reader.snapshot = snapshot
         try:
@@ -548,8 +648,8 @@ class EmbeddedOxigraphStore:
         if media_type not in GRAPH_FORMATS:
             raise UnsupportedFormatError(f"Graphs are not served as {media_type}.")
         iri = None if graph_iri is None else checked_iri(graph_iri)
-        body: bytes | None = self._read("export", iri, media_type, timeout_s=ADMIN_TIMEOUT_S)
-        if body is None:
+        exists, body = self._read_raw("export", iri, media_type, timeout_s=ADMIN_TIMEOUT_S)
+        if not exists:
             raise GraphNotFoundError(f"There is no graph <{graph_iri}>.")
         return body
 

@@ -1,7 +1,9 @@
 """A worker process of the embedded Oxigraph store: the single writer, or one of the query readers.
 
 Run as `python oxigraph_worker.py writer|reader <directory>` by `graph.embedded`; requests and answers are
-pickled tuples on stdin/stdout (stdout is re-pointed to stderr so stray prints cannot corrupt the channel).
+frames on stdin/stdout (stdout is re-pointed to stderr so stray prints cannot corrupt the channel): a request
+is a length-prefixed pickled tuple; an answer is `ANSWER_HEADER` (the lengths of its two parts), a pickled
+tuple and then raw bytes, so a query's serialised results cross the pipe as they are, never re-pickled.
 The file imports only the standard library and pyoxigraph: it starts fast and needs no package path.
 
 * The writer owns the read-write store. After every change it writes a checkpoint (RocksDB hard links,
@@ -13,17 +15,25 @@ The file imports only the standard library and pyoxigraph: it starts fast and ne
 
 import contextlib
 import os
+import pickle
 import re
 import signal
+import struct
 import sys
 import traceback
 from itertools import islice
-from multiprocessing.connection import Connection
 from typing import Any
 
 import pyoxigraph as ox
 
 _PREFIX = re.compile(r"(?i)PREFIX\s+([A-Za-z][\w.-]*)?:\s*<([^<>\s]*)>")
+# Frames (shared with `graph.embedded`): a request is REQUEST_HEADER (its length) then a pickled tuple; an
+# answer is ANSWER_HEADER (lengths of the pickled tuple and of the raw body that follows it), tuple, body.
+REQUEST_HEADER = struct.Struct("!I")
+ANSWER_HEADER = struct.Struct("!II")
+# Pipe buffer size `graph.embedded` asks for: a large answer crosses in fewer pieces (fewer wake-ups).
+PIPE_SIZE = 1 << 20
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
 
 
 class _CapReachedError(Exception):
@@ -71,7 +81,63 @@ def _graph(iri: str | None) -> ox.NamedNode | ox.DefaultGraph:
     return ox.DefaultGraph() if iri is None else ox.NamedNode(iri)
 
 
-def _query(store: ox.Store, request: dict[str, Any]) -> tuple[str, str, bytes, bool, int | None]:
+class _RowBound:
+    """A binary sink for JSON or XML results that stops the writer (and the query) once rows may pass a cap.
+
+    It counts a marker that every row adds (`},{` between JSON rows, `<result>` opening an XML one), also
+    across chunk boundaries. An XML count is exact; `},{` may also occur inside a JSON string, so there the
+    count only bounds the rows from above, and the whole answer is counted exactly afterwards.
+    """
+
+    def __init__(self, marker: bytes, limit: int) -> None:
+        self.marker = marker
+        self.limit = limit  # most markers allowed
+        self.seen = 0
+        self.tail = b""  # the last len(marker) - 1 bytes written: a marker may straddle two chunks
+        self.parts: list[bytes] = []
+
+    def write(self, data: Any) -> int:
+        """Keep the chunk; raise once more markers than the limit have arrived."""
+        chunk = bytes(data)
+        if not chunk:
+            return 0
+        keep = len(self.marker) - 1
+        self.seen += chunk.count(self.marker) + (self.tail + chunk[:keep]).count(self.marker)
+        if self.seen > self.limit:
+            raise _CapReachedError
+        self.tail = (self.tail + chunk)[-keep:]
+        self.parts.append(chunk)
+        return len(chunk)
+
+    def flush(self) -> None:
+        """Nothing is buffered here."""
+        return None
+
+
+def _json_rows(body: bytes) -> int:
+    """The number of rows of Oxigraph's SPARQL JSON results (exact, whatever the strings hold)."""
+    if body.endswith(b'"bindings":[]}}'):
+        return 0
+    if b"{}" in body:
+        # Empty rows are there, or a string looks like one: count on the structure with strings blanked.
+        return _STRING.sub(b'""', body).count(b"},{") + 1
+    # Between rows, `},{` is followed by `"` and a variable name. Inside a string, a `"` after `},{` ends the
+    # string, and `,` or `}` follows it: those occurrences are taken back out.
+    return body.count(b'},{"') - body.count(b'},{",') - body.count(b'},{"}') + 1
+
+
+def _serialize_capped(result: ox.QuerySolutions, results_format: ox.QueryResultsFormat, cap: int) -> bytes | None:
+    """JSON or XML results serialised by Oxigraph as they are; None when the rows may pass `cap`."""
+    json = results_format == ox.QueryResultsFormat.JSON
+    sink = _RowBound(b"},{", cap - 1) if json else _RowBound(b"<result>", cap)
+    try:
+        result.serialize(sink, format=results_format)  # type: ignore[arg-type]  # a write() sink
+    except _CapReachedError:
+        return None
+    return b"".join(sink.parts)
+
+
+def _query(store: ox.Store, request: dict[str, Any]) -> tuple[tuple[str, str, bool, int | None], bytes]:
     options: dict[str, Any] = {"use_default_graph_as_union": request["union"], "base_iri": request["base_iri"]}
     if request["default_graphs"] is not None:
         options["default_graph"] = [ox.NamedNode(iri) for iri in request["default_graphs"]]
@@ -81,46 +147,60 @@ def _query(store: ox.Store, request: dict[str, Any]) -> tuple[str, str, bytes, b
     if isinstance(result, ox.QueryBoolean):
         media_type = request["results_media_type"]
         body = result.serialize(format=ox.QueryResultsFormat.from_media_type(media_type)) or b""
-        return "ask", media_type, body, False, None
+        return ("ask", media_type, False, None), body
     if isinstance(result, ox.QuerySolutions):
+        media_type = request["results_media_type"]
+        results_format = ox.QueryResultsFormat.from_media_type(media_type)
+        order = _column_order([variable.value for variable in result.variables], request.get("variable_order"))
+        if order is None and results_format in (ox.QueryResultsFormat.JSON, ox.QueryResultsFormat.XML):
+            # The common case: Oxigraph writes the requested format itself, no re-encoding.
+            direct = _serialize_capped(result, results_format, cap)
+            if direct is not None:
+                json = results_format == ox.QueryResultsFormat.JSON
+                return ("select", media_type, False, _json_rows(direct) if json else direct.count(b"<result>")), direct
+            # The cap may cut this answer: evaluate again and cut it exactly, by lines of TSV.
+            result = store.query(request["sparql"], **options)
+            assert isinstance(result, ox.QuerySolutions)
         # TSV has exactly one line per row, so the cap is counted on newlines while Oxigraph streams; raising
         # in the sink stops the evaluation itself. Other formats are re-encoded from the kept TSV (in Rust).
         sink = _CappedLines(cap + 1)  # the header line plus `cap` rows
         with contextlib.suppress(_CapReachedError):
             result.serialize(sink, format=ox.QueryResultsFormat.TSV)  # type: ignore[arg-type]  # a write() sink
-        tsv = _reorder_columns(b"".join(sink.parts), request.get("variable_order"))
-        media_type = request["results_media_type"]
-        results_format = ox.QueryResultsFormat.from_media_type(media_type)
+        tsv = _reorder_columns(b"".join(sink.parts), order)
         if results_format == ox.QueryResultsFormat.TSV:
             body = tsv
         else:
             body = ox.parse_query_results(tsv, format=ox.QueryResultsFormat.TSV).serialize(format=results_format) or b""
-        return "select", media_type, body, sink.truncated, max(sink.lines - 1, 0)
+        return ("select", media_type, sink.truncated, max(sink.lines - 1, 0)), body
     triples = list(islice(result, cap + 1))
     truncated = len(triples) > cap
     del triples[cap:]
     media_type = request["graph_media_type"]
     rdf_format = ox.RdfFormat.from_media_type(media_type)
     graph_body = ox.serialize(triples, format=rdf_format, prefixes=_prefixes(request["sparql"])) or b""
-    return "graph", media_type, graph_body, truncated, len(triples)
+    return ("graph", media_type, truncated, len(triples)), graph_body
 
 
-def _reorder_columns(tsv: bytes, order: list[str] | None) -> bytes:
-    """Put `SELECT *` columns in the order the query mentions them (Oxigraph sorts them by name)."""
+def _column_order(names: list[str], order: list[str] | None) -> list[int] | None:
+    """For `SELECT *`, the column positions in the order the query mentions them; None when already so."""
     if not order:
-        return tsv
-    lines = tsv.split(b"\n")
-    header = lines[0].split(b"\t") if lines[0] else []
-    names = [cell[1:].decode() for cell in header]
+        return None
     rank = {name: position for position, name in enumerate(order)}
     wanted = sorted(range(len(names)), key=lambda index: (rank.get(names[index], len(rank)), index))
-    if wanted == list(range(len(names))):
+    return None if wanted == list(range(len(names))) else wanted
+
+
+def _reorder_columns(tsv: bytes, wanted: list[int] | None) -> bytes:
+    """Put the TSV columns in the `wanted` order (Oxigraph sorts `SELECT *` columns by name)."""
+    if wanted is None:
         return tsv
+    lines = tsv.split(b"\n")
+    width = len(wanted)
     rows = lines[:-1]  # the text ends with a newline
     out = []
     for row in rows:
         cells = row.split(b"\t")
-        out.append(b"\t".join(cells[index] for index in wanted) if len(cells) == len(names) else row)
+        out.append(b"\t".join(cells[index] for index in wanted) if len(cells) == width else row)
     return b"\n".join(out) + b"\n"
 
 
@@ -212,18 +292,20 @@ def _writer_call(store: ox.Store, operation: str, arguments: tuple[Any, ...]) ->
     return None
 
 
-def _reader_call(store: ox.Store, operation: str, arguments: tuple[Any, ...]) -> Any:
+def _reader_call(store: ox.Store, operation: str, arguments: tuple[Any, ...]) -> tuple[Any, bytes]:
+    """A reader operation's answer and the bytes that follow it raw (a query's results, an exported graph)."""
     if operation == "query":
         return _query(store, arguments[0])
     if operation == "export":
-        return _export(store, *arguments)
+        exported = _export(store, *arguments)
+        return exported is not None, exported or b""
     if operation == "names":
-        return [graph.value for graph in store.named_graphs() if isinstance(graph, ox.NamedNode)]
+        return [graph.value for graph in store.named_graphs() if isinstance(graph, ox.NamedNode)], b""
     if operation == "count":
-        return len(store)
+        return len(store), b""
     if operation == "exists":
         (graph_iri,) = arguments
-        return graph_iri is None or store.contains_named_graph(ox.NamedNode(graph_iri))
+        return graph_iri is None or store.contains_named_graph(ox.NamedNode(graph_iri)), b""
     raise ValueError(f"unknown reader operation {operation!r}")
 
 
@@ -242,30 +324,77 @@ def _failure(error: BaseException) -> tuple[str, str, str]:
     return ("err", kind, str(error) or type(error).__name__)
 
 
+class Inbox:
+    """Reads request frames from a blocking descriptor (the worker's stdin)."""
+
+    def __init__(self, descriptor: int) -> None:
+        self.descriptor = descriptor
+        self.buffer = b""
+
+    def _read(self, size: int) -> bytes:
+        chunk = os.read(self.descriptor, size)
+        if not chunk:
+            raise EOFError
+        return chunk
+
+    def receive(self) -> Any:
+        """The next request (one read for a small one); EOFError when the parent closed the channel."""
+        buffer = self.buffer or self._read(1 << 16)
+        while len(buffer) < REQUEST_HEADER.size:
+            buffer += self._read(1 << 16)
+        end = REQUEST_HEADER.size + REQUEST_HEADER.unpack_from(buffer)[0]
+        if len(buffer) < end:
+            parts = [buffer]
+            have = len(buffer)
+            while have < end:
+                chunk = self._read(end - have)
+                parts.append(chunk)
+                have += len(chunk)
+            buffer = b"".join(parts)
+        self.buffer = buffer[end:]
+        return pickle.loads(memoryview(buffer)[REQUEST_HEADER.size : end])
+
+
+def write_all(descriptor: int, parts: list[bytes]) -> None:
+    """Write the parts in order, in one system call unless the pipe takes them in pieces."""
+    total = sum(len(part) for part in parts)
+    written = os.writev(descriptor, parts)
+    if written < total:
+        rest = memoryview(b"".join(parts))[written:]
+        while rest:
+            rest = rest[os.write(descriptor, rest) :]
+
+
+def send_answer(descriptor: int, answer: tuple[Any, ...], body: bytes = b"") -> None:
+    """One answer frame: the pickled tuple, then `body` as it is."""
+    meta = pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL)
+    write_all(descriptor, [ANSWER_HEADER.pack(len(meta), len(body)), meta, body])
+
+
 def main(role: str, directory: str) -> None:
     """Serve requests from the parent until it closes the channel."""
     # Ctrl-C reaches the whole process group: the parent decides when workers stop (the channel closes).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     channel_out = os.dup(1)
     os.dup2(2, 1)  # anything printed by libraries goes to stderr, never into the channel
-    inbox = Connection(0, writable=False)
-    outbox = Connection(channel_out, readable=False)
+    inbox = Inbox(0)
     store: ox.Store | None = None
     snapshot: str | None = None
     try:
         if role == "writer":
             store = ox.Store(directory)
-        outbox.send(("ready", os.getpid()))
+        send_answer(channel_out, ("ready", os.getpid()))
     except BaseException as error:
-        outbox.send(_failure(error))
+        send_answer(channel_out, _failure(error))
         return
     while True:
         try:
-            request = inbox.recv()
+            request = inbox.receive()
         except EOFError:
             return
         operation, arguments = request[0], request[1:]
         try:
+            body = b""
             if role == "writer":
                 assert store is not None
                 if operation == "backup":
@@ -281,10 +410,12 @@ def main(role: str, directory: str) -> None:
                     store = ox.Store.read_only(wanted)
                     snapshot = wanted
                 assert store is not None
-                answer = _reader_call(store, operation, arguments)
-            outbox.send(("ok", answer))
+                answer, body = _reader_call(store, operation, arguments)
+            meta = pickle.dumps(("ok", answer), protocol=pickle.HIGHEST_PROTOCOL)
         except BaseException as error:
-            outbox.send(_failure(error))
+            send_answer(channel_out, _failure(error))
+            continue
+        write_all(channel_out, [ANSWER_HEADER.pack(len(meta), len(body)), meta, body])
 
 
 if __name__ == "__main__":

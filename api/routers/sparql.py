@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import unquote_to_bytes
 
 import pyoxigraph
 import structlog
@@ -176,7 +176,9 @@ def _collect(pairs: list[tuple[str, str]]) -> _Request:
     )
 
 
-def _decode(body: bytes, content_type: str) -> str:
+def _check_charset(content_type: str) -> None:
+    if "=" not in content_type:
+        return  # no parameters: UTF-8
     charset = next(
         (
             part.split("=", 1)[1].strip().strip('"').lower()
@@ -187,53 +189,80 @@ def _decode(body: bytes, content_type: str) -> str:
     )
     if charset not in ("utf-8", "utf8"):
         raise ProblemError(415, "unsupported-charset", f"SPARQL requests are UTF-8; {charset} is not accepted.")
+
+
+def _decode(body: bytes) -> str:
     try:
         return body.decode("utf-8")
     except UnicodeDecodeError as error:
         raise ProblemError(400, "invalid-encoding", f"The request body is not valid UTF-8: {error}.") from None
 
 
-def _url_pairs(request: Request) -> list[tuple[str, str]]:
-    """The URL's query parameters (read from the scope: a POST's URL usually has none, and then costs nothing)."""
-    query_string: bytes = request.scope.get("query_string", b"")
-    if not query_string:
-        return []
-    return list(request.query_params.multi_items())
+def _form_pairs(data: bytes) -> list[tuple[str, str]]:
+    """Name/value pairs of a query string or urlencoded form (blank values kept; escapes are UTF-8)."""
+    pairs = []
+    try:
+        for item in data.split(b"&"):
+            if item:
+                name, _, value = item.partition(b"=")
+                pairs.append((_form_text(name), _form_text(value)))
+    except UnicodeDecodeError as error:
+        raise ProblemError(400, "invalid-encoding", f"A form field is not valid UTF-8: {error}.") from None
+    return pairs
 
 
-async def _read_post(request: Request) -> _Request:
-    content_type = request.headers.get("content-type", "")
+def _form_text(raw: bytes) -> str:
+    # What `parse_qsl` does, on bytes and without its generic machinery: this runs for every query.
+    if b"+" in raw:
+        raw = raw.replace(b"+", b" ")
+    if b"%" in raw:
+        raw = unquote_to_bytes(raw)
+    return raw.decode("utf-8")
+
+
+def _post_media_type(content_type: str) -> str:
+    """The POST's media type, refused (415) unless it is one the protocol defines, in UTF-8."""
     media_type = content_type.split(";")[0].strip().lower()
-    url_pairs = _url_pairs(request)
     if media_type not in (FORM, SPARQL_QUERY, SPARQL_UPDATE):
         raise ProblemError(
             415,
             "unsupported-media-type",
             f"POST a SPARQL request as {FORM}, {SPARQL_QUERY} or {SPARQL_UPDATE}; not as {media_type or 'unlabelled'}.",
         )
-    max_bytes = request.app.state.settings.max_document_bytes
-    body = _decode(await read_body_limited(request, max_bytes=max_bytes), content_type)
+    _check_charset(content_type)
+    return media_type
+
+
+def _post_operation(media_type: str, query_string: bytes, body: bytes) -> _Request:
+    """The operation a POST carries: in a form, or directly as the body (with URL parameters)."""
     if media_type == FORM:
-        try:
-            pairs = parse_qsl(body, keep_blank_values=True, strict_parsing=False, encoding="utf-8", errors="strict")
-        except UnicodeDecodeError as error:
-            raise ProblemError(400, "invalid-encoding", f"A form field is not valid UTF-8: {error}.") from None
-        return _collect(url_pairs + pairs)
-    operation = _collect(url_pairs)
+        return _collect(_form_pairs(query_string) + _form_pairs(body) if query_string else _form_pairs(body))
+    text = _decode(body)
+    operation = _collect(_form_pairs(query_string))
     if operation.query is not None or operation.update is not None:
         raise ProblemError(400, "sparql-bad-request", "A direct POST carries the operation in its body only.")
     if media_type == SPARQL_QUERY:
-        operation.query = body
+        operation.query = text
     else:
-        operation.update = body
+        operation.update = text
     return operation
 
 
+async def _read_post(request: Request) -> _Request:
+    media_type = _post_media_type(request.headers.get("content-type", ""))
+    body = await read_body_limited(request, max_bytes=request.app.state.settings.max_document_bytes)
+    return _post_operation(media_type, request.scope.get("query_string", b""), body)
+
+
 def _facts(request: Request) -> EndpointFacts:
-    facts: EndpointFacts | None = getattr(request.app.state, "sparql_facts", None)
+    return _facts_of(request.app.state)
+
+
+def _facts_of(state: Any) -> EndpointFacts:
+    facts: EndpointFacts | None = getattr(state, "sparql_facts", None)
     if facts is not None:
         return facts
-    settings = request.app.state.settings
+    settings = state.settings
     facts = EndpointFacts(
         base_url=settings.public_base_url,
         default_timeout_s=settings.sparql_timeout_s,
@@ -241,12 +270,11 @@ def _facts(request: Request) -> EndpointFacts:
         result_cap=settings.sparql_result_cap,
         service_allowlist=settings.sparql_service_allowlist,
     )
-    request.app.state.sparql_facts = facts  # settings do not change while the app runs
+    state.sparql_facts = facts  # settings do not change while the app runs
     return facts
 
 
-def _timeout(request: Request, given: str | None) -> float:
-    settings = request.app.state.settings
+def _timeout(settings: Any, given: str | None) -> float:
     if given is None or given == "":
         return float(min(settings.sparql_timeout_s, settings.sparql_max_timeout_s))
     try:
@@ -293,8 +321,8 @@ def mark_truncated(body: bytes, media_type: str, link: str) -> bytes:
     return body
 
 
-def _store(request: Request) -> GraphStore:
-    store: GraphStore | None = getattr(request.app.state, "graph_store", None)
+def _store(state: Any) -> GraphStore:
+    store: GraphStore | None = getattr(state, "graph_store", None)
     if store is None:
         raise ProblemError(503, "graph-unavailable", "The knowledge graph is not available.")
     return store
@@ -321,34 +349,44 @@ def _problem_with_cors(request: Request, error: Exception, *, cors: bool) -> Res
     return response
 
 
-async def _run_query(request: Request, operation: _Request) -> Response:
+async def _answer_query(
+    state: Any, operation: _Request, accept: str | None, cors: dict[str, str]
+) -> tuple[bytes, str, dict[str, str]]:
+    """Run the query: the answer's body, its media type and the response headers (CORS, count, truncation)."""
     assert operation.query is not None
     query = operation.query
     form = _form_of(query)
-    accept = request.headers.get("accept")
     graph_answer = form in ("construct", "describe")
     results_type = SPARQL_RESULTS_JSON if graph_answer else _choose(accept, "results")
     graph_type = _choose(accept, "graph") if graph_answer else TURTLE
-    facts = _facts(request)
-    outcome = await _store(request).query_async(
+    facts = _facts_of(state)
+    settings = state.settings
+    outcome = await _store(state).query_async(
         query,
         default_graph_uris=operation.default_graph_uris,
         named_graph_uris=operation.named_graph_uris,
-        timeout_s=_timeout(request, operation.timeout),
-        result_cap=request.app.state.settings.sparql_result_cap,
+        timeout_s=_timeout(settings, operation.timeout),
+        result_cap=settings.sparql_result_cap,
         results_media_type=results_type,
         graph_media_type=graph_type,
         union_default_graph=operation.union_default_graph,
         base_iri=facts.endpoint,
     )
-    headers = {**cors_headers(request), "Vary": "Accept, Origin"}
+    headers = {**cors, "Vary": "Accept, Origin"} if cors else {"Vary": "Accept, Origin"}
     body = outcome.body
     if outcome.count is not None:
         headers["QIHUB-Result-Count"] = str(outcome.count)
     if outcome.truncated:
         headers["QIHUB-Results-Truncated"] = "true"
         body = mark_truncated(body, outcome.media_type, facts.truncation_marker)
-    return Response(content=body, media_type=outcome.media_type, headers=headers)
+    return body, outcome.media_type, headers
+
+
+async def _run_query(request: Request, operation: _Request) -> Response:
+    body, media_type, headers = await _answer_query(
+        request.app.state, operation, request.headers.get("accept"), cors_headers(request)
+    )
+    return Response(content=body, media_type=media_type, headers=headers)
 
 
 async def _run_update(request: Request, operation: _Request) -> Response:
@@ -356,9 +394,9 @@ async def _run_update(request: Request, operation: _Request) -> Response:
     await run_in_threadpool(_authorize_update, request)
     facts = _facts(request)
     await run_in_threadpool(
-        _store(request).update,
+        _store(request.app.state).update,
         operation.update,
-        timeout_s=_timeout(request, operation.timeout),
+        timeout_s=_timeout(request.app.state.settings, operation.timeout),
         using_graph_uris=operation.using_graph_uris,
         using_named_graph_uris=operation.using_named_graph_uris,
         base_iri=facts.endpoint,
@@ -393,7 +431,7 @@ def rdf_response(request: Request, triples: list[pyoxigraph.Triple]) -> Response
 async def sparql_get(request: Request) -> Response:
     """Run a query given as `?query=`; without one, describe the service."""
     try:
-        operation = _collect(list(request.query_params.multi_items()))
+        operation = _collect(_form_pairs(request.scope.get("query_string", b"")))
         if operation.update is not None:
             raise ProblemError(400, "sparql-bad-request", "Updates are accepted only by POST.")
         if operation.query is None:
@@ -493,7 +531,7 @@ async def void(request: Request) -> Response:
     try:
         facts = _facts(request)
         try:
-            stats = await run_in_threadpool(_store(request).stats)
+            stats = await run_in_threadpool(_store(request.app.state).stats)
         except (GraphStoreError, ProblemError):
             stats = None  # the description stays useful without the counts
         return rdf_response(request, void_description(facts, stats))
@@ -507,13 +545,47 @@ async def void_preflight(request: Request) -> Response:
     return preflight(request, methods="GET")
 
 
+class _DisconnectedError(Exception):
+    """The client went away before its request body arrived."""
+
+
+async def _receive_body(receive: Receive, declared: bytes | None, max_bytes: int) -> bytes:
+    """The request body from ASGI messages, within the size cap (as `read_body_limited`, without a Request)."""
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise ProblemError(413, "too-large", f"The body is {declared.decode()} bytes; the limit is {max_bytes}.")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise _DisconnectedError
+        chunk: bytes = message.get("body", b"")
+        size += len(chunk)
+        if size > max_bytes:
+            raise ProblemError(413, "too-large", f"The body exceeds the limit of {max_bytes} bytes.")
+        if not message.get("more_body", False):
+            body = b"".join([*chunks, chunk]) if chunks else chunk
+            if not body:
+                raise ProblemError(400, "empty-body", "The request body is empty.")
+            return body
+        chunks.append(chunk)
+
+
+@lru_cache(maxsize=64)
+def _content_type(media_type: str) -> bytes:
+    # As Starlette's Response: text types say their charset.
+    return (f"{media_type}; charset=utf-8" if media_type.startswith("text/") else media_type).encode("latin-1")
+
+
 class SparqlFastLane:
     """Serves GET/POST `/sparql` ahead of the router: the endpoint's hot path skips routing and dependencies.
 
-    The hub's median query latency is held to 1.5× the Oxigraph server's; FastAPI's routing through every
-    router and its per-request machinery cost ~0.3 ms, as much as a whole Oxigraph lookup. The handlers are the
-    very ones the router serves (and documents in OpenAPI); they answer every expected error themselves, and
-    this lane turns anything unexpected into a 500 problem and records the request in the hub's metrics.
+    The hub's median query latency is held to 1.5× the Oxigraph server's, and a lookup costs Oxigraph ~0.3 ms
+    in all. So a query is served on plain ASGI here: headers read once from the scope, the body from
+    `receive`, the answer sent as two messages, no Request or Response objects. Updates, the Service
+    Description and problems use the same functions as the router's handlers (which serve `/sparql` when
+    the lane is not installed, and document it in OpenAPI). Anything unexpected becomes a 500 problem; every
+    request is recorded in the hub's metrics.
     """
 
     def __init__(self, app: ASGIApp, hub: FastAPI) -> None:
@@ -528,29 +600,88 @@ class SparqlFastLane:
             return
         started = time.perf_counter()
         scope.setdefault("app", self.hub)
-        request = Request(scope, receive)
         try:
-            response = await (sparql_get(request) if scope["method"] == "GET" else sparql_post(request))
+            response = await self._serve(scope, receive)
+        except _DisconnectedError:
+            return
         except Exception:
             log.exception("unhandled error", path="/sparql")
             response = problem_response(
-                request, status=500, code="internal-error", detail="An unexpected error occurred; it has been logged."
+                Request(scope, receive),
+                status=500,
+                code="internal-error",
+                detail="An unexpected error occurred; it has been logged.",
             )
-        await response(scope, receive, send)
-        series = self._series.get((scope["method"], response.status_code))
+        if isinstance(response, Response):
+            await response(scope, receive, send)
+            status = response.status_code
+        else:
+            headers, body = response
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            status = 200
+        series = self._series.get((scope["method"], status))
         if series is None:
             metrics = getattr(self.hub.state, "metrics", None)
             if metrics is None:
                 return
             series = (
-                metrics.requests.labels(scope["method"], "/sparql", str(response.status_code)),
+                metrics.requests.labels(scope["method"], "/sparql", str(status)),
                 metrics.latency.labels(scope["method"], "/sparql"),
             )
-            self._series[(scope["method"], response.status_code)] = series
+            self._series[(scope["method"], status)] = series
         series[0].inc()
         series[1].observe(time.perf_counter() - started)
 
+    async def _serve(self, scope: AsgiScope, receive: Receive) -> Response | tuple[list[tuple[bytes, bytes]], bytes]:
+        """A query's answer as raw headers and body; a Response for everything else."""
+        accept = content_type = origin = length = None
+        for name, value in scope["headers"]:
+            # The first of repeated headers counts, as in Starlette's `headers.get`.
+            if name == b"accept":
+                accept = value.decode("latin-1") if accept is None else accept
+            elif name == b"content-type":
+                content_type = value.decode("latin-1") if content_type is None else content_type
+            elif name == b"content-length":
+                length = value if length is None else length
+            elif name == b"origin":
+                origin = value
+        state = self.hub.state
+        is_update = False
+        try:
+            if scope["method"] == "GET":
+                operation = _collect(_form_pairs(scope["query_string"]))
+                if operation.update is not None:
+                    raise ProblemError(400, "sparql-bad-request", "Updates are accepted only by POST.")
+                if operation.query is None:
+                    return rdf_response(Request(scope, receive), service_description(_facts_of(state)))
+            else:
+                media_type = _post_media_type(content_type or "")
+                body = await _receive_body(receive, length, state.settings.max_document_bytes)
+                operation = _post_operation(media_type, scope["query_string"], body)
+                if operation.update is not None:
+                    is_update = True
+                    return await _run_update(Request(scope, receive), operation)
+                if operation.query is None:
+                    raise ProblemError(400, "sparql-bad-request", "The POST carries neither a query nor an update.")
+            cors = cors_headers(Request(scope, receive)) if origin else {}
+            answer, answer_type, headers = await _answer_query(state, operation, accept, cors)
+        except (ProblemError, GraphStoreError) as error:
+            return _problem_with_cors(Request(scope, receive), error, cors=not is_update)
+        raw_headers = [(b"content-length", str(len(answer)).encode()), (b"content-type", _content_type(answer_type))]
+        raw_headers += [(key.lower().encode("latin-1"), value.encode("latin-1")) for key, value in headers.items()]
+        return raw_headers, answer
+
 
 def install_sparql_fast_lane(app: FastAPI) -> None:
-    """Put the `/sparql` fast lane in front of the app's router (outermost user middleware)."""
-    app.add_middleware(SparqlFastLane, hub=app)
+    """Put the `/sparql` fast lane in front of the app's whole middleware stack.
+
+    Outermost, ahead of FastAPI's own error, telemetry and body-limit layers too: the lane answers every
+    error itself (a 500 problem for the unexpected) and limits bodies itself; other paths go through them all.
+    """
+    build = app.build_middleware_stack
+
+    def build_with_lane() -> ASGIApp:
+        return SparqlFastLane(build(), hub=app)
+
+    app.build_middleware_stack = build_with_lane  # type: ignore[method-assign]

@@ -175,7 +175,7 @@ def test_void_describes_the_dataset_with_its_size(graph_hub: GraphHub) -> None:
     assert ox.Quad(dataset, RDF_TYPE, ox.NamedNode(VOID + "Dataset")) in store
     assert ox.Quad(dataset, RDF_TYPE, ox.NamedNode("http://www.w3.org/ns/dcat#Dataset")) in store
     triples = next(store.quads_for_pattern(dataset, ox.NamedNode(VOID + "triples"), None)).object
-    assert triples.value == "6"
+    assert isinstance(triples, ox.Literal) and triples.value == "6"
     endpoint = next(store.quads_for_pattern(dataset, ox.NamedNode(VOID + "sparqlEndpoint"), None)).object
     assert endpoint == ox.NamedNode("http://testserver/sparql")
 
@@ -249,7 +249,8 @@ def test_the_result_cap_is_signalled_in_headers_and_result_heads(make_graph_hub:
     as_xml = hub.client.get("/sparql", params={"query": query}, headers={"accept": "application/sparql-results+xml"})
     assert as_xml.headers["qihub-results-truncated"] == "true"
     assert b'<link href="http://testserver/sparql#results-truncated"/>' in as_xml.content
-    assert len(list(ox.parse_query_results(as_xml.content, format=ox.QueryResultsFormat.XML))) == 5
+    parsed = ox.parse_query_results(as_xml.content, format=ox.QueryResultsFormat.XML)
+    assert isinstance(parsed, ox.QuerySolutions) and len(list(parsed)) == 5
     as_csv = hub.client.get("/sparql", params={"query": query}, headers={"accept": "text/csv"})
     assert as_csv.headers["qihub-results-truncated"] == "true"
     assert len(as_csv.text.splitlines()) == 1 + 5

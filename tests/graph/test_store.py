@@ -11,6 +11,7 @@ import pytest
 import uvloop
 
 from graph.embedded import EmbeddedOxigraphStore
+from graph.oxigraph_worker import _json_rows
 from graph.store import (
     JSON_LD,
     N_TRIPLES,
@@ -102,7 +103,8 @@ def test_select_answers_in_every_results_format(graph_store: GraphStore) -> None
     assert json.loads(as_json.body)["head"]["vars"] == ["s", "v"]
     assert as_json.rows() == [{"s": f"{EX}s0", "v": "0"}, {"s": f"{EX}s1", "v": "1"}]
     as_xml = graph_store.query(query, timeout_s=10, result_cap=10, results_media_type=SPARQL_RESULTS_XML)
-    parsed = list(ox.parse_query_results(as_xml.body, format=ox.QueryResultsFormat.XML))
+    parsed = ox.parse_query_results(as_xml.body, format=ox.QueryResultsFormat.XML)
+    assert isinstance(parsed, ox.QuerySolutions)
     assert [solution["v"].value for solution in parsed] == ["0", "1"]
     as_csv = graph_store.query(query, timeout_s=10, result_cap=10, results_media_type=SPARQL_RESULTS_CSV)
     assert as_csv.body.decode().splitlines() == ["s,v", f"{EX}s0,0", f"{EX}s1,1"]
@@ -335,3 +337,48 @@ def test_large_answers_arrive_whole_under_uvloop(tmp_path: Path) -> None:
         assert store.query(query, timeout_s=30, result_cap=100_000).count == 5000
     finally:
         store.close()
+
+
+def _row_count(body: bytes, results_format: ox.QueryResultsFormat) -> int:
+    """Rows in serialised SELECT results, as a SPARQL client parses them."""
+    solutions = ox.parse_query_results(body, format=results_format)
+    assert isinstance(solutions, ox.QuerySolutions)
+    return len(list(solutions))
+
+
+def test_row_counts_and_the_cap_hold_whatever_the_literals_contain(tmp_path: Path) -> None:
+    # The embedded store serialises JSON and XML results directly and counts rows on that output: literals
+    # that look like row boundaries or empty rows must change neither the count nor where the cap cuts.
+    store = EmbeddedOxigraphStore(tmp_path / "graph", readers=1)
+    try:
+        tricky = ['},{"s":{"type":"', '},{",', '},{"}', "{}", "},{}", "<result>", "plain"]
+        value = ox.NamedNode(EX + "value")
+        store.replace_graph(
+            G1, [ox.Triple(ox.NamedNode(f"{EX}s{i}"), value, ox.Literal(text)) for i, text in enumerate(tricky)]
+        )
+        query = f"SELECT ?s ?o WHERE {{ GRAPH <{G1}> {{ ?s ?p ?o }} }}"
+        empty_rows = "SELECT ?x WHERE { VALUES ?x { UNDEF UNDEF UNDEF } }"
+        formats = {SPARQL_RESULTS_JSON: ox.QueryResultsFormat.JSON, SPARQL_RESULTS_XML: ox.QueryResultsFormat.XML}
+        for media_type, results_format in formats.items():
+            for sparql, rows in ((query, len(tricky)), (empty_rows, 3)):
+                whole = store.query(sparql, timeout_s=10, result_cap=rows, results_media_type=media_type)
+                assert (whole.count, whole.truncated) == (rows, False)
+                assert _row_count(whole.body, results_format) == rows
+                cut = store.query(sparql, timeout_s=10, result_cap=rows - 1, results_media_type=media_type)
+                assert (cut.count, cut.truncated) == (rows - 1, True)
+                assert _row_count(cut.body, results_format) == rows - 1
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("texts", [["plain"], ['},{"s":{"type":"', '},{",', '},{"}', "x"], ["{}", "},{}", "a"], []])
+def test_json_rows_are_counted_exactly_on_oxigraphs_output(texts: list[str]) -> None:
+    memory = ox.Store()
+    value = ox.NamedNode(EX + "value")
+    memory.extend([ox.Quad(ox.NamedNode(f"{EX}s{i}"), value, ox.Literal(text)) for i, text in enumerate(texts)])
+    for query in ("SELECT ?s ?o WHERE { ?s ?p ?o }", "SELECT ?o WHERE { ?s ?p ?o }", "SELECT ?x WHERE { ?s ?p ?o }"):
+        solutions = memory.query(query)
+        assert isinstance(solutions, ox.QuerySolutions)
+        body = solutions.serialize(format=ox.QueryResultsFormat.JSON)
+        assert body is not None
+        assert _json_rows(body) == len(texts)
