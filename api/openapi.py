@@ -18,6 +18,8 @@ from storage.settings import Settings
 
 LOCAL_DEFS = "#/$defs/"
 COMPONENTS = "#/components/schemas/"
+PROBLEM_CONTENT = {"application/problem+json": {"schema": {"$ref": COMPONENTS + "Problem"}}}
+FASTAPI_VALIDATION_ERROR = COMPONENTS + "HTTPValidationError"
 
 
 def hoist_nested_definitions(document: dict[str, Any]) -> dict[str, Any]:
@@ -44,13 +46,39 @@ def hoist_nested_definitions(document: dict[str, Any]) -> dict[str, Any]:
     return document
 
 
+def document_problem_answers(document: dict[str, Any]) -> dict[str, Any]:
+    """Describe the errors every operation really answers (in place).
+
+    The problem handlers turn request-validation errors into problem+json, and a JSON body that cannot be
+    decoded into a 400 problem; FastAPI's generated defaults (422 `HTTPValidationError` as application/json)
+    would document a shape no client ever receives.
+    """
+    for path_item in document.get("paths", {}).values():
+        for operation in path_item.values():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            responses: dict[str, Any] = operation["responses"]
+            for status, response in responses.items():
+                schema = response.get("content", {}).get("application/json", {}).get("schema", {})
+                if status == "422" and schema.get("$ref") == FASTAPI_VALIDATION_ERROR:
+                    responses[status] = {"description": "Unprocessable content", "content": PROBLEM_CONTENT}
+            body_types = operation.get("requestBody", {}).get("content", {})
+            if "application/json" in body_types and "400" not in responses:
+                responses["400"] = {"description": "Bad request", "content": PROBLEM_CONTENT}
+    schemas = document.get("components", {}).get("schemas", {})
+    if FASTAPI_VALIDATION_ERROR not in json.dumps(document.get("paths", {})):
+        schemas.pop("HTTPValidationError", None)
+        schemas.pop("ValidationError", None)
+    return document
+
+
 def install_openapi(app: FastAPI) -> None:
     """Make the app serve its OpenAPI document with all definitions resolvable."""
     original = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = hoist_nested_definitions(original())
+            app.openapi_schema = document_problem_answers(hoist_nested_definitions(original()))
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
