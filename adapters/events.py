@@ -34,7 +34,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field as PydanticField
 from sqlalchemy import event as sa_event
@@ -52,12 +52,15 @@ from adapters.canonical import (
     record_json,
 )
 from adapters.framework import Clock
-from adapters.models import AdapterInstance, CanonicalRecordRow, EventSubjectState, OutboxEvent, RuleFlag
+from adapters.models import AdapterInstance, EventSubjectState, OutboxEvent, RuleFlag
 from certificates.service import Actor
 from storage.errors import NotFoundError
 from storage.models import AuditEvent
 from storage.schemas import ApiSchema
 from storage.settings import Settings
+
+if TYPE_CHECKING:  # the pipeline imports this module
+    from adapters.pipeline import RecordRow
 
 SPEC_VERSION = "1.0"
 
@@ -212,7 +215,7 @@ class _Deriver:
         target.instance_id = self.instance.id
         target.updated_at = self.now
 
-    def emit(self, type: str, *, subject: str, row: CanonicalRecordRow, data: dict[str, Any]) -> None:
+    def emit(self, type: str, *, subject: str, row: "RecordRow", data: dict[str, Any]) -> None:
         payload = {"recordId": row.id, "messageId": row.message_id, **data}
         emit_event(
             self.session,
@@ -227,7 +230,7 @@ class _Deriver:
 
     # One handler per record kind that has events.
 
-    def sample(self, row: CanonicalRecordRow, record: Sample) -> None:
+    def sample(self, row: "RecordRow", record: Sample) -> None:
         state = self.state("sample", record.natural_key)
         if _stale(state, record.source_time):
             return
@@ -267,7 +270,7 @@ class _Deriver:
         self.touch(state, state=record.status[:60], observed_at=record.source_time or state.observed_at, data=facts)
         state.subject = subject
 
-    def result(self, row: CanonicalRecordRow, record: TestResult) -> None:
+    def result(self, row: "RecordRow", record: TestResult) -> None:
         state = self.state("result", record.natural_key)
         if _stale(state, record.source_time):
             return
@@ -299,7 +302,7 @@ class _Deriver:
         )
         state.subject = subject
 
-    def equipment(self, row: CanonicalRecordRow, record: EquipmentStatus) -> None:
+    def equipment(self, row: "RecordRow", record: EquipmentStatus) -> None:
         identity = _instrument_key(record.instrument)
         state = self.state("equipment", identity)
         if _stale(state, record.observed_at):
@@ -321,7 +324,7 @@ class _Deriver:
             )
         self.touch(state, state=record.status[:60], observed_at=record.observed_at, subject=subject)
 
-    def calibration(self, row: CanonicalRecordRow, record: CalibrationEvent) -> None:
+    def calibration(self, row: "RecordRow", record: CalibrationEvent) -> None:
         # Watches the instrument's latest validity: a newer calibration re-arms the expiry, an older one is history.
         identity = _instrument_key(record.instrument)
         state = self.state("calibration", identity)
@@ -345,7 +348,7 @@ class _Deriver:
             },
         )
 
-    def complaint(self, row: CanonicalRecordRow, record: Complaint) -> None:
+    def complaint(self, row: "RecordRow", record: Complaint) -> None:
         state = self.state("complaint", record.natural_key)
         if _stale(state, record.source_time):
             return
@@ -373,7 +376,7 @@ def _stale(state: EventSubjectState, moment: datetime | None) -> bool:
     return moment is not None and state.observed_at is not None and moment < state.observed_at
 
 
-def _state_keys(organization_id: str | None, records: Sequence[tuple[CanonicalRecordRow, CanonicalRecord]]) -> set[str]:
+def _state_keys(organization_id: str | None, records: Sequence[tuple["RecordRow", CanonicalRecord]]) -> set[str]:
     keys: set[str] = set()
     for _, record in records:
         if isinstance(record, Sample):

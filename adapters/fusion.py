@@ -33,7 +33,6 @@ from typing import Any, Protocol
 import pyoxigraph as ox
 from sqlalchemy import select as sa_select
 from sqlalchemy import update
-from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
 from adapters.codelists import (
@@ -162,18 +161,39 @@ EQUIPMENT_STATE_PROPERTY = ai.observable_property_iri("equipment-state")
 VIDEO_ACTIVITY_PROPERTY = ai.observable_property_iri("video-activity")
 
 
+@lru_cache(maxsize=16384)  # a minute's readings share their time; a batch shares its recorded_at
+def _time_literal(text: str) -> ox.Literal:
+    return ox.Literal(text, datatype=T_DATETIME)
+
+
 def _time(value: Any) -> ox.Literal | None:
-    return ox.Literal(str(value), datatype=T_DATETIME) if value else None
+    return _time_literal(str(value)) if value else None
+
+
+@lru_cache(maxsize=16384)  # sensor values repeat (a room's temperature hovers around a few values)
+def _decimal_literal(text: str) -> ox.Literal:
+    try:
+        number = Decimal(text)
+    except InvalidOperation:
+        # A tampered or broken record: keep the text, typed, so SHACL reports it instead of fusion hiding it.
+        return ox.Literal(text, datatype=T_DECIMAL)
+    return ox.Literal(format(number, "f"), datatype=T_DECIMAL)
 
 
 def _decimal(value: Any) -> ox.Literal | None:
     """An xsd:decimal literal in plain notation (xsd:decimal has no exponent form); None if not a number."""
-    try:
-        number = Decimal(str(value))
-    except InvalidOperation:
-        # A tampered or broken record: keep the text, typed, so SHACL reports it instead of fusion hiding it.
-        return ox.Literal(str(value), datatype=T_DECIMAL)
-    return ox.Literal(format(number, "f"), datatype=T_DECIMAL)
+    return _decimal_literal(str(value))
+
+
+# Plain literals repeat (labels, units, lexical values, identifiers of shared nodes): built once. Literals are
+# immutable, so sharing one object between quads changes nothing.
+_text_literal = lru_cache(maxsize=65536)(ox.Literal)
+
+
+@lru_cache(maxsize=4096)
+def _generated_at(recorded_at: datetime) -> ox.Literal:
+    # One landing batch shares one recorded_at.
+    return _time_literal(_utc(recorded_at).isoformat())
 
 
 @dataclass
@@ -206,7 +226,7 @@ class _Writer:
 
     def text(self, subject: ox.NamedNode, predicate: ox.NamedNode, value: Any) -> None:
         if value is not None and value != "":
-            self._append(ox.Quad(subject, predicate, ox.Literal(str(value)), self.graph))
+            self._append(ox.Quad(subject, predicate, _text_literal(str(value)), self.graph))
 
     def once(self, iri: str) -> bool:
         return self.batch.first(self.graph_iri, iri)
@@ -502,7 +522,7 @@ def _build(
         writer.add(agent, A, C_SOFTWARE_AGENT)
         writer.text(agent, LABEL, f"{source.adapter} {source.adapter_version}")
     if recorded_at is not None:
-        writer.add(node, P_GENERATED_AT, _time(_utc(recorded_at).isoformat()))
+        writer.add(node, P_GENERATED_AT, _generated_at(recorded_at))
     return node
 
 
@@ -570,6 +590,7 @@ _PENDING_COLUMNS = (
     "recorded_at",
 )
 REPLACE_TIMEOUT_S = 120.0
+_RECORDS = CanonicalRecordRow.__table__  # type: ignore[attr-defined]
 _VersionKey = tuple[str, str, str]  # instance, kind, natural key
 _VersionOrder = tuple[bool, datetime, int]
 
@@ -709,21 +730,23 @@ def fuse_pending(session: Session, *, store: GraphStore, limit: int = 1000, now:
     # Columns, not ORM objects: nothing enters the identity map, so marking the batch fused is one UPDATE.
     # Whether another row describes the same subject: one index probe per row, so only the (rare) rows that
     # have versions pay for looking them up; a reading seen for the first time costs nothing more.
-    other = aliased(CanonicalRecordRow)
+    # Core columns of the table, not ORM attributes: the rows skip the ORM's loading machinery.
+    records = _RECORDS
+    other = records.alias("other")
     has_versions = (
-        sa_select(col(other.id))
+        sa_select(other.c.id)
         .where(
-            col(other.kind) == col(CanonicalRecordRow.kind),
-            col(other.natural_key) == col(CanonicalRecordRow.natural_key),
-            col(other.id) != col(CanonicalRecordRow.id),
+            other.c.kind == records.c.kind,
+            other.c.natural_key == records.c.natural_key,
+            other.c.id != records.c.id,
         )
         .exists()
         .label("has_versions")
     )
     statement = (
-        sa_select(*(getattr(CanonicalRecordRow, name) for name in _PENDING_COLUMNS), has_versions)
-        .where(col(CanonicalRecordRow.fused_at).is_(None))
-        .order_by(col(CanonicalRecordRow.id))
+        sa_select(*(records.c[name] for name in _PENDING_COLUMNS), has_versions)
+        .where(records.c.fused_at.is_(None))
+        .order_by(records.c.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
@@ -743,12 +766,7 @@ def fuse_pending(session: Session, *, store: GraphStore, limit: int = 1000, now:
     for row in rows:
         by_graph.setdefault(ai.adapter_graph_iri(sources[row.message_id].instance_id), []).append(row.id)
     for graph, ids in by_graph.items():
-        session.execute(
-            update(CanonicalRecordRow)
-            .where(col(CanonicalRecordRow.id).in_(ids))
-            .values(fused_at=fused_at, graph_iri=graph)
-            .execution_options(synchronize_session=False)
-        )
+        session.execute(update(_RECORDS).where(_RECORDS.c.id.in_(ids)).values(fused_at=fused_at, graph_iri=graph))
     return len(rows)
 
 

@@ -3,20 +3,25 @@
 `land_messages` does all of it in the caller's transaction, so a message, its canonical records, the stream's
 checkpoint, the counters, rule flags and outbox events exist together or not at all. An adapter acknowledges a
 message to its source only after that transaction commits; a source that then redelivers it finds its dedup key
-already landed and it is counted as a duplicate. Batches use Core multi-row INSERTs and one IN query for the
-dedup keys: building ORM objects costs more than the parsing itself.
+already landed and it is counted as a duplicate.
+
+A batch costs a few statements whatever its size: one IN query for the dedup keys, then one multi-row INSERT …
+RETURNING for the messages and one for the records (chunked under the drivers' bound-parameter limits). Those
+INSERTs are written as SQL text and their values converted with the columns' own SQLAlchemy bind processors,
+each distinct value once (a batch shares one `received_at`, a message's readings one time): compiling and
+processing parameters row by row, or building ORM objects, costs more than parsing the payloads.
 """
 
 import hashlib
+import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Table, select
-from sqlalchemy import inspect as sa_inspect
+from sqlalchemy import DateTime, Table, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import configure_mappers
+from sqlalchemy.engine import Dialect
 from sqlmodel import Session, SQLModel
 
 from adapters import pipeline
@@ -29,7 +34,8 @@ from adapters.framework import (
     LandingReport,
     QuarantineError,
 )
-from adapters.models import AdapterInstance, CanonicalRecordRow, LandingOutcome
+from adapters.models import AdapterInstance, LandingOutcome
+from adapters.pipeline import LandedRow
 
 ADAPTER_ERROR = "adapter-error"  # the plug-in's parser raised something other than QuarantineError
 INVALID_RECORD = "invalid-record"  # the parser returned something that is not a canonical record
@@ -40,14 +46,46 @@ _CHECKPOINTS = SQLModel.metadata.tables["adapter_checkpoints"]
 _COUNTERS = SQLModel.metadata.tables["adapter_counters"]
 _DEDUP_QUERY_CHUNK = 1000  # keys per IN query, well under every driver's bound-parameter limit
 _DEDUP_KEY_LENGTH = 300
+# Bound parameters per statement: SQLite ≥ 3.32 allows 32766 (999 before), PostgreSQL 65535.
+_MAX_PARAMETERS = {"sqlite": 32766 if sqlite3.sqlite_version_info >= (3, 32) else 999, "postgresql": 65535}
+_MESSAGE_COLUMNS = (
+    "instance_id",
+    "adapter",
+    "adapter_version",
+    "source",
+    "transport",
+    "stream",
+    "received_at",
+    "source_time",
+    "content_type",
+    "size",
+    "sha256",
+    "cursor",
+    "dedup_key",
+    "outcome",
+    "error_code",
+    "error_detail",
+    "raw",
+)
+_RECORD_COLUMNS = (
+    "instance_id",
+    "message_id",
+    "kind",
+    "schema_version",
+    "natural_key",
+    "record",
+    "source_time",
+    "recorded_at",
+)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Prepared:
     message: InboundMessage
-    sha256: str
     dedup_key: str
-    row: dict[str, Any]
+    values: tuple[Any, ...]  # in _MESSAGE_COLUMNS order, as the envelope is stored
+    accepted: bool
+    source_time: datetime | None
     records: list[CanonicalRecord]
 
 
@@ -141,46 +179,52 @@ def land_messages(
 
     prepared: list[_Prepared] = []
     seen: set[str] = set(landed_before)
+    accepted_value, quarantined_value = LandingOutcome.accepted.value, LandingOutcome.quarantined.value
+    adapter_name = instance.adapter
     for message, sha256, key in keyed:
         if key in seen:  # landed earlier, or earlier in this batch
             continue
         seen.add(key)
         records, code, detail = _parse(adapter, message, max_message_bytes)
-        row = {
-            "instance_id": instance.id,
-            "adapter": instance.adapter,
-            "adapter_version": version,
-            "source": _clip(message.source, 1000),
-            "transport": _clip(str(message.transport), 30),
-            "stream": _clip(message.stream, 300),
-            "received_at": now,
-            "source_time": _aware(message.source_time),
-            "content_type": _clip(message.content_type, 100),
-            "size": len(message.payload),
-            "sha256": sha256,
-            "cursor": _clip(message.cursor, 1000),
-            "dedup_key": key,
-            "outcome": LandingOutcome.quarantined.value if code else LandingOutcome.accepted.value,
-            "error_code": _clip(code, 60),
-            "error_detail": detail,
-            "raw": message.payload,
-        }
-        prepared.append(_Prepared(message, sha256, key, row, records))
+        source_time = _aware(message.source_time)
+        values = (
+            instance.id,
+            adapter_name,
+            version,
+            _clip(message.source, 1000),
+            _clip(str(message.transport), 30),
+            _clip(message.stream, 300),
+            now,
+            source_time,
+            _clip(message.content_type, 100),
+            len(message.payload),
+            sha256,
+            _clip(message.cursor, 1000),
+            key,
+            quarantined_value if code else accepted_value,
+            _clip(code, 60),
+            detail,
+            message.payload,
+        )
+        prepared.append(_Prepared(message, key, values, code is None, source_time, records))
 
     ids_by_key: dict[str, int] = {}
     if prepared:
         # ON CONFLICT DO NOTHING: a message landed concurrently by another process since the IN query above
         # is not returned, and so is counted as a duplicate instead of failing the batch.
-        statement = (
-            _dialect_insert(session)(_MESSAGES)
-            .on_conflict_do_nothing(index_elements=["instance_id", "dedup_key"])
-            .returning(_MESSAGES.c.id, _MESSAGES.c.dedup_key)
+        returned = _insert_many(
+            session,
+            _MESSAGES,
+            _MESSAGE_COLUMNS,
+            [item.values for item in prepared],
+            on_conflict_do_nothing=("instance_id", "dedup_key"),
+            returning=("id", "dedup_key"),
         )
-        for message_id, key in session.execute(statement, [item.row for item in prepared]):
+        for message_id, key in returned:
             ids_by_key[key] = message_id
     stored = [item for item in prepared if item.dedup_key in ids_by_key]
 
-    accepted = sum(1 for item in stored if item.row["outcome"] == LandingOutcome.accepted)
+    accepted = sum(1 for item in stored if item.accepted)
     quarantined = len(stored) - accepted
     duplicates = len(batch) - len(stored)
 
@@ -212,67 +256,128 @@ def _insert_records(
     stored: Sequence[_Prepared],
     ids_by_key: dict[str, int],
     now: datetime,
-) -> list[tuple[CanonicalRecordRow, CanonicalRecord]]:
-    rows: list[dict[str, Any]] = []
-    records: list[CanonicalRecord] = []
+) -> list[tuple[LandedRow, CanonicalRecord]]:
+    rows: list[tuple[Any, ...]] = []
+    landed: list[tuple[LandedRow, CanonicalRecord]] = []
     for item in stored:
+        if not item.records:
+            continue
         message_id = ids_by_key[item.dedup_key]
         for record in item.records:
             record.envelope_id = message_id
-            rows.append(
-                {
-                    "instance_id": instance.id,
-                    "message_id": message_id,
-                    "kind": record.kind.value,
-                    "schema_version": record.schema_version,
-                    "natural_key": record.natural_key[:300],
-                    "record": record_json(record),
-                    "source_time": _aware(record.source_time or item.row["source_time"]),
-                    "recorded_at": now,
-                    "fused_at": None,
-                    "graph_iri": None,
-                }
+            data = record_json(record)
+            row = LandedRow(
+                id=None,
+                instance_id=instance.id,
+                message_id=message_id,
+                kind=record.kind.value,
+                schema_version=record.schema_version,
+                natural_key=record.natural_key[:300],
+                record=data,
+                source_time=_aware(record.source_time or item.source_time),
+                recorded_at=now,
             )
-            records.append(record)
+            rows.append(
+                (
+                    row.instance_id,
+                    message_id,
+                    row.kind,
+                    row.schema_version,
+                    row.natural_key,
+                    data,
+                    row.source_time,
+                    now,
+                )
+            )
+            landed.append((row, record))
     if not rows:
         return []
-    ids = _insert_returning_ids(session, rows)
-    landed: list[tuple[CanonicalRecordRow, CanonicalRecord]] = []
-    for row, record, record_id in zip(rows, records, ids, strict=True):
-        landed.append((_detached_row(row, record_id), record))
+    for (row, _), record_id in zip(landed, _insert_returning_ids(session, rows), strict=True):
+        row.id = record_id
     return landed
 
 
-def _insert_returning_ids(session: Session, rows: list[dict[str, Any]]) -> list[int]:
+def _insert_returning_ids(session: Session, rows: list[tuple[Any, ...]]) -> list[int]:
     """Ids of the inserted record rows, in the order of `rows`."""
-    keys = [(row["message_id"], row["kind"], row["natural_key"]) for row in rows]
+    keys = [(row[1], row[2], row[4]) for row in rows]  # message_id, kind, natural_key
     if len(set(keys)) < len(keys):
-        # Two records of one message describe the same thing: only the ordered (row-at-a-time on SQLite)
-        # RETURNING can tell their ids apart.
-        result = session.execute(_RECORDS.insert().returning(_RECORDS.c.id, sort_by_parameter_order=True), rows)
-        return list(result.scalars())
-    # One multi-row INSERT per batch: RETURNING order is not guaranteed, so each id is matched by its key.
-    returned = session.execute(
-        _RECORDS.insert().returning(_RECORDS.c.id, _RECORDS.c.message_id, _RECORDS.c.kind, _RECORDS.c.natural_key),
-        rows,
+        # Two records of one message describe the same thing: only row-at-a-time RETURNING tells their ids apart.
+        return [_insert_many(session, _RECORDS, _RECORD_COLUMNS, [row], returning=("id",))[0][0] for row in rows]
+    # Multi-row INSERTs: RETURNING order is not guaranteed, so each id is matched by its key.
+    returned = _insert_many(
+        session, _RECORDS, _RECORD_COLUMNS, rows, returning=("id", "message_id", "kind", "natural_key")
     )
     by_key = {(message_id, kind, key): record_id for record_id, message_id, kind, key in returned}
     return [by_key[key] for key in keys]
 
 
-_RECORD_MAPPER = sa_inspect(CanonicalRecordRow)
+class _BoundValues:
+    """Python values → what the driver receives, by the columns' own bind processors (as Core would convert them).
+
+    Datetimes are converted once per distinct value: a batch shares one `received_at`, a message's readings
+    share one time.
+    """
+
+    def __init__(self, table: Table, columns: Sequence[str], dialect: Dialect) -> None:
+        self.converters: list[tuple[int, Callable[[Any], Any], dict[Any, Any] | None]] = []
+        for index, name in enumerate(columns):
+            column_type = table.c[name].type
+            processor = column_type.dialect_impl(dialect).bind_processor(dialect)
+            if processor is not None:
+                is_time = isinstance(column_type, DateTime) or isinstance(getattr(column_type, "impl", None), DateTime)
+                memo: dict[Any, Any] | None = {} if is_time else None
+                self.converters.append((index, processor, memo))
+
+    def flatten(self, rows: Sequence[tuple[Any, ...]]) -> list[Any]:
+        flat: list[Any] = []
+        converters = self.converters
+        for row in rows:
+            values = list(row)
+            for index, processor, memo in converters:
+                value = values[index]
+                if value is None:
+                    continue
+                if memo is None:
+                    values[index] = processor(value)
+                else:
+                    converted = memo.get(value, memo)
+                    if converted is memo:
+                        converted = memo[value] = processor(value)
+                    values[index] = converted
+            flat.extend(values)
+        return flat
 
 
-def _detached_row(values: dict[str, Any], record_id: int) -> CanonicalRecordRow:
-    # Built as the ORM builds the rows it loads (no __init__, no per-attribute events, an identity key): building
-    # thousands of SQLModel objects the usual way costs more than landing them. Detached, not transient: a
-    # pipeline step that adds it to a session updates the row, never inserts it again.
-    if not _RECORD_MAPPER.configured:
-        configure_mappers()  # attribute access needs configured mappers; Core inserts do not configure them
-    entity: CanonicalRecordRow = _RECORD_MAPPER.class_manager.new_instance()
-    entity.__dict__.update(values, id=record_id)
-    sa_inspect(entity).key = _RECORD_MAPPER.identity_key_from_primary_key((record_id,))
-    return entity
+def _insert_many(
+    session: Session,
+    table: Table,
+    columns: Sequence[str],
+    rows: Sequence[tuple[Any, ...]],
+    *,
+    returning: Sequence[str],
+    on_conflict_do_nothing: Sequence[str] = (),
+) -> list[tuple[Any, ...]]:
+    """Multi-row INSERT … RETURNING as SQL text (chunked under the parameter limit); the returned rows."""
+    connection = session.connection()
+    dialect = connection.dialect
+    if dialect.name not in _MAX_PARAMETERS:
+        raise NotImplementedError(f"landing needs PostgreSQL or SQLite, not {dialect.name}")
+    quote = dialect.identifier_preparer.quote
+    mark = "?" if dialect.paramstyle == "qmark" else "%s"
+    group = "(" + ", ".join([mark] * len(columns)) + ")"
+    head = f"INSERT INTO {quote(table.name)} ({', '.join(map(quote, columns))}) VALUES "
+    tail = ""
+    if on_conflict_do_nothing:
+        tail += f" ON CONFLICT ({', '.join(map(quote, on_conflict_do_nothing))}) DO NOTHING"
+    tail += f" RETURNING {', '.join(map(quote, returning))}"
+    bound = _BoundValues(table, columns, dialect)
+    per_statement = max(1, _MAX_PARAMETERS[dialect.name] // len(columns))
+    returned: list[tuple[Any, ...]] = []
+    for start in range(0, len(rows), per_statement):
+        chunk = rows[start : start + per_statement]
+        statement = head + ", ".join([group] * len(chunk)) + tail
+        returned.extend(tuple(row) for row in connection.exec_driver_sql(statement, tuple(bound.flatten(chunk))))
+    return returned
 
 
 def _advance_checkpoints(session: Session, *, instance_id: str, batch: Sequence[InboundMessage], now: datetime) -> None:

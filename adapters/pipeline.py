@@ -6,15 +6,53 @@ batches, in the worker (`adapters.fusion.fuse_pending`).
 """
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
 
 from sqlmodel import Session
 
 from adapters import events, rules
 from adapters.canonical import CanonicalRecord
 from adapters.framework import Clock
-from adapters.models import AdapterInstance, CanonicalRecordRow
+from adapters.models import AdapterInstance
 
-LandedRecords = Sequence[tuple[CanonicalRecordRow, CanonicalRecord]]
+
+class RecordRow(Protocol):
+    """What the pipeline reads of a stored record row: a `CanonicalRecordRow`, or the `LandedRow` landing made."""
+
+    @property
+    def id(self) -> int | None: ...
+
+    @property
+    def message_id(self) -> int: ...
+
+    @property
+    def natural_key(self) -> str: ...
+
+
+@dataclass(slots=True)
+class LandedRow:
+    """A `canonical_records` row just inserted by the landing zone, with its values as inserted.
+
+    A plain object rather than an ORM entity: building thousands of those costs more than landing them, and no
+    pipeline step writes the row again.
+    """
+
+    id: int | None
+    instance_id: str
+    message_id: int
+    kind: str
+    schema_version: str
+    natural_key: str
+    record: dict[str, Any]
+    source_time: datetime | None
+    recorded_at: datetime
+    fused_at: datetime | None = None
+    graph_iri: str | None = None
+
+
+LandedRecords = Sequence[tuple[RecordRow, CanonicalRecord]]
 
 
 def after_landing(session: Session, *, instance: AdapterInstance, records: LandedRecords, clock: Clock) -> None:

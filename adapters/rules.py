@@ -30,7 +30,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field as PydanticField
 from sqlalchemy.engine import Engine
@@ -41,7 +41,6 @@ from adapters.codelists import ENVIRONMENT_QUANTITY
 from adapters.framework import Clock, QuarantineError
 from adapters.models import (
     AdapterInstance,
-    CanonicalRecordRow,
     EnvironmentLimit,
     RuleCalibration,
     RuleEquipmentState,
@@ -52,6 +51,9 @@ from adapters.units import normalise_unit, parse_decimal
 from graph.iris import instrument_iri
 from storage.errors import InvalidInputError, NotFoundError
 from storage.schemas import ApiSchema
+
+if TYPE_CHECKING:  # the pipeline imports this module
+    from adapters.pipeline import RecordRow
 
 EXCURSION_RULE = "environment-excursion"
 TEST_EXCURSION_RULE = "test-during-excursion"
@@ -155,7 +157,7 @@ def apply_record_rules(
     session: Session,
     *,
     instance: AdapterInstance,
-    records: Sequence[tuple[CanonicalRecordRow, CanonicalRecord]],
+    records: Sequence[tuple["RecordRow", CanonicalRecord]],
     clock: Clock,
 ) -> None:
     """Apply the cross-domain rules to newly landed records (in the landing transaction)."""
@@ -181,7 +183,7 @@ def _raise_excursion(
     session: Session,
     *,
     instance: AdapterInstance,
-    row: CanonicalRecordRow,
+    row: "RecordRow",
     reading: EnvironmentReading,
     limit: Limit,
     clock: Clock,
@@ -265,7 +267,7 @@ def _instrument_iri(result: TestResult | CalibrationEvent) -> str | None:
 
 
 def _index_test_result(
-    session: Session, *, instance: AdapterInstance, row: CanonicalRecordRow, result: TestResult, clock: Clock
+    session: Session, *, instance: AdapterInstance, row: "RecordRow", result: TestResult, clock: Clock
 ) -> None:
     assert row.id is not None
     measured_at = _utc(result.measured_at) if result.measured_at else None
@@ -313,7 +315,7 @@ def _index_test_result(
 
 
 def _index_calibration(
-    session: Session, *, instance: AdapterInstance, row: CanonicalRecordRow, calibration: CalibrationEvent
+    session: Session, *, instance: AdapterInstance, row: "RecordRow", calibration: CalibrationEvent
 ) -> None:
     assert row.id is not None
     iri = _instrument_iri(calibration)
@@ -384,7 +386,7 @@ def _check_instrument_state(session: Session, *, test: RuleTestResult, relanded:
 
 
 def _index_equipment_status(
-    session: Session, *, instance: AdapterInstance, row: CanonicalRecordRow, status: EquipmentStatus, clock: Clock
+    session: Session, *, instance: AdapterInstance, row: "RecordRow", status: EquipmentStatus, clock: Clock
 ) -> None:
     assert row.id is not None
     ref = status.instrument

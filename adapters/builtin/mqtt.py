@@ -14,13 +14,14 @@ configured command topic, carrying the command's idempotency key for the device 
 """
 
 import asyncio
+import collections
 import contextlib
 import functools
 import json
 import re
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -136,6 +137,20 @@ _unit = functools.lru_cache(maxsize=4096)(normalise_unit)
 _code = functools.lru_cache(maxsize=4096)(map_code)
 
 _DATASTREAM_IN_TOPIC = re.compile(r"Datastreams\((?:'([^']*)'|([^)]*))\)")
+_JSON = json.JSONDecoder(parse_float=Decimal)  # numbers keep their digits ("20.10" stays 20.10)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_time(text: str, zone: str | None) -> datetime:
+    # The readings of one minute share their time text: parsed (and checked) once. Failures are not cached.
+    return parse_time(text, zone=zone)
+
+
+@dataclass(frozen=True)
+class _ReadMessage(InboundMessage):
+    """An MQTT message as `inbound` made it, carrying what reading its payload gave (records, or the failure)."""
+
+    reading: "list[CanonicalRecord] | Exception | None" = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -187,6 +202,8 @@ def _first(data: dict[str, Any], *names: str) -> Any:
 
 
 def _text(value: Any, what: str) -> str:
+    if type(value) is str:
+        return value
     if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
         raise QuarantineError(INVALID_VALUE, f"{what} must be text, not {type(value).__name__}")
     return str(value)
@@ -256,7 +273,8 @@ class MqttAdapter(Adapter):
     @staticmethod
     def _load(payload: bytes) -> dict[str, Any]:
         try:
-            data = json.loads(payload, parse_float=Decimal)
+            # json.loads(payload, parse_float=Decimal) without building a decoder per message.
+            data = _JSON.decode(payload.decode(json.detect_encoding(payload), "surrogatepass"))
         except (ValueError, UnicodeDecodeError) as error:
             raise QuarantineError(MALFORMED_PAYLOAD, f"not JSON: {error}") from None
         if not isinstance(data, dict):
@@ -272,14 +290,18 @@ class MqttAdapter(Adapter):
             raise QuarantineError(INVALID_VALUE, f"{what} must be ISO 8601 text or a Unix timestamp")
         if "/" in value:  # a SensorThings interval: the observation is complete at its end
             value = value.rsplit("/", 1)[1]
-        return parse_time(value, zone=self.zone)
+        return _parse_time(value, self.zone)
 
     def identity(self, topic: str, payload: bytes) -> str | None:
         """The payload's own identity (its de-duplication key), or None when it has none readable."""
         try:
             data = self._load(payload)
-            kind = self._kind_of(topic, data)
-            defaults = self.subscription_for(topic) or {}
+        except QuarantineError:
+            return None  # unreadable payloads de-duplicate by their bytes
+        return self._identity(topic, data, self._kind_of(topic, data), self.subscription_for(topic) or {})
+
+    def _identity(self, topic: str, data: dict[str, Any], kind: str, defaults: dict[str, Any]) -> str | None:
+        try:
             if kind == SENSORTHINGS:
                 datastream = self._datastream_id(topic, data)
                 observation = data.get("@iot.id")
@@ -308,12 +330,22 @@ class MqttAdapter(Adapter):
 
     def parse(self, message: InboundMessage) -> list[CanonicalRecord]:
         """Canonical records of one MQTT payload (topic = `message.stream`)."""
+        if isinstance(message, _ReadMessage) and message.reading is not None:
+            # Read once when it arrived (`inbound`): the same records, or the same failure.
+            outcome = message.reading
+            if isinstance(outcome, QuarantineError):
+                raise QuarantineError(outcome.code, outcome.detail)
+            if isinstance(outcome, Exception):
+                raise outcome
+            return list(outcome)
         data = self._load(message.payload)
-        kind = self._kind_of(message.stream, data)
-        defaults = self.subscription_for(message.stream) or {}
+        return self._records(message.stream, data, self._kind_of(message.stream, data))
+
+    def _records(self, topic: str, data: dict[str, Any], kind: str) -> list[CanonicalRecord]:
+        defaults = self.subscription_for(topic) or {}
         try:
             if kind == SENSORTHINGS:
-                return [self._sensorthings(message.stream, data, defaults)]
+                return [self._sensorthings(topic, data, defaults)]
             if kind == EQUIPMENT:
                 return [self._equipment(data, defaults)]
             if kind == VIDEO:
@@ -322,6 +354,19 @@ class MqttAdapter(Adapter):
         except ValidationError as error:
             problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()[:5])
             raise QuarantineError(SCHEMA_VIOLATION, problems) from None
+
+    def _read(self, topic: str, payload: bytes) -> tuple[str | None, "list[CanonicalRecord] | Exception"]:
+        """A payload's identity and its records (or why it has none), from one JSON decode."""
+        try:
+            data = self._load(payload)
+        except QuarantineError as error:
+            return None, error
+        kind = self._kind_of(topic, data)
+        key = self._identity(topic, data, kind, self.subscription_for(topic) or {})
+        try:
+            return key, self._records(topic, data, kind)
+        except Exception as error:  # kept for `parse` to raise when the landing zone asks for the records
+            return key, error
 
     def _room(self, data: dict[str, Any], defaults: dict[str, Any]) -> str | None:
         room = _first(data, "room", "room_id", "roomId") or defaults.get("room") or self.config.get("room")
@@ -665,17 +710,23 @@ class MqttAdapter(Adapter):
             content_type = getattr(properties, "ContentType", None) or content_type
             for name, value in getattr(properties, "UserProperty", None) or []:
                 headers[str(name)] = str(value)
-        key = self.identity(topic, payload)
-        return InboundMessage(
+        key, reading = self._read(topic, payload)
+        source_time = None
+        if isinstance(reading, list) and reading:
+            # The observation time the payload states (the same for every reading of one message).
+            source_time = reading[0].source_time
+        return _ReadMessage(
             payload=payload,
             content_type=content_type,
             source=f"{self.broker.url}/{topic}",
             transport=Transport.mqtt,
             stream=topic,
+            source_time=source_time,
             # The broker session, not a cursor, is where MQTT resumes; the checkpoint shows the last identity landed.
             cursor=key,
             dedup_key=key,
             headers=headers,
+            reading=reading,
         )
 
     def client_id(self, instance_id: str) -> str:
@@ -712,25 +763,17 @@ class MqttAdapter(Adapter):
 
     async def _next_batch(self, connection: "_Connection", stopping: asyncio.Event) -> list[mqtt.MQTTMessage]:
         loop = asyncio.get_running_loop()
-        try:
-            first = await asyncio.wait_for(connection.queue.get(), timeout=0.25)
-        except TimeoutError:
+        if not await connection.wait_for_messages(0.25):
             return []
-        batch = [first]
+        batch = connection.take(self.batch_size)
         deadline = loop.time() + self.batch_wait_s
         while len(batch) < self.batch_size:
-            try:
-                batch.append(connection.queue.get_nowait())
-                continue
-            except asyncio.QueueEmpty:
-                pass
             remaining = deadline - loop.time()
             if remaining <= 0 or stopping.is_set() or connection.lost.is_set():
                 break
-            try:
-                batch.append(await asyncio.wait_for(connection.queue.get(), timeout=remaining))
-            except TimeoutError:
+            if not await connection.wait_for_messages(remaining):
                 break
+            batch.extend(connection.take(self.batch_size - len(batch)))
         return batch
 
     async def _land_with_retries(self, context: AdapterContext, batch: list[InboundMessage]) -> None:
@@ -840,12 +883,18 @@ class MqttAdapter(Adapter):
 
 
 class _Connection:
-    """One MQTT connection: paho's network thread feeding an asyncio queue; acks are sent by the adapter."""
+    """One MQTT connection: paho's network thread feeding a buffer the adapter drains; acks are sent by the adapter.
+
+    The network thread appends each message to a deque and wakes the event loop only when it may be waiting
+    (one `call_soon_threadsafe` per burst rather than per message: each costs a wake-up of the loop).
+    """
 
     def __init__(self, adapter: MqttAdapter, *, client_id: str) -> None:
         self.adapter = adapter
         self.loop = asyncio.get_running_loop()
-        self.queue: asyncio.Queue[mqtt.MQTTMessage] = asyncio.Queue()
+        self.buffer: collections.deque[mqtt.MQTTMessage] = collections.deque()
+        self.arrived = asyncio.Event()
+        self._signalled = False  # a wake-up is on its way to the loop (set by the network thread)
         self.ready = asyncio.Event()
         self.lost = asyncio.Event()
         self.error: str | None = None
@@ -875,7 +924,34 @@ class _Connection:
 
     # paho calls these from its network thread: hand everything to the event loop.
     def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
-        self.loop.call_soon_threadsafe(self.queue.put_nowait, message)
+        self.buffer.append(message)
+        if not self._signalled:
+            self._signalled = True
+            self.loop.call_soon_threadsafe(self.arrived.set)
+
+    async def wait_for_messages(self, timeout_s: float) -> bool:
+        """Whether messages are buffered, waiting up to `timeout_s` for some to arrive."""
+        deadline = self.loop.time() + timeout_s
+        while not self.buffer:
+            # Reset before looking: a message appended after the look finds the flag down and wakes the loop.
+            self.arrived.clear()
+            self._signalled = False
+            if self.buffer:
+                break
+            remaining = deadline - self.loop.time()
+            if remaining <= 0:
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.arrived.wait(), timeout=remaining)
+        return True
+
+    def take(self, count: int) -> list[mqtt.MQTTMessage]:
+        """Up to `count` buffered messages, oldest first."""
+        buffer = self.buffer
+        taken: list[mqtt.MQTTMessage] = []
+        while buffer and len(taken) < count:
+            taken.append(buffer.popleft())
+        return taken
 
     def _on_connect(self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _properties: Any) -> None:
         if reason.is_failure:
@@ -927,16 +1003,25 @@ class _Connection:
             )
 
     async def open(self, *, timeout_s: float) -> None:
-        """Connect and subscribe; raises ConnectionError when the broker is unreachable or refuses."""
+        """Connect and subscribe; raises ConnectionError when the broker is unreachable or refuses.
+
+        Returns at the subscription acknowledgement, or as soon as messages arrive: a broker resuming a
+        persistent session sends its queued backlog before it answers the SUBSCRIBE, and waiting for the SUBACK
+        behind thousands of messages would leave them all unlanded meanwhile. A subscription refused later still
+        fails the connection (`lost`); what was delivered before that came at QoS 1 and is landed and acked.
+        """
         await asyncio.wait_for(asyncio.to_thread(self._connect), timeout=timeout_s)
         self.client.loop_start()
         self._started = True
         ready = asyncio.ensure_future(self.ready.wait())
         lost = asyncio.ensure_future(self.lost.wait())
-        done, pending = await asyncio.wait({ready, lost}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        arrived = asyncio.ensure_future(self.arrived.wait())
+        done, pending = await asyncio.wait(
+            {ready, lost, arrived}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
+        )
         for task in pending:
             task.cancel()
-        if lost in done or ready not in done:
+        if self.lost.is_set() or not done:
             raise ConnectionError(self.error or f"no subscription acknowledgement within {timeout_s} s")
 
     def _close(self) -> None:

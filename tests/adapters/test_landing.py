@@ -223,3 +223,34 @@ def test_an_empty_batch_changes_nothing(hub, manual_clock):
     assert (report.received, report.message_ids) == (0, [])
     with session_scope(hub.engine) as session:
         assert session.get(AdapterCounters, instance.id) is None
+
+
+def test_a_batch_larger_than_one_statement_is_inserted_in_chunks_with_every_id_matched(hub, manual_clock, monkeypatch):
+    # Twenty bound parameters per statement: one message row (17 columns) or two record rows (8) at a time.
+    monkeypatch.setattr(landing, "_MAX_PARAMETERS", {"sqlite": 20, "postgresql": 20})
+    instance = _instance(hub.engine)
+    seen = []
+    real = landing.pipeline.after_landing
+
+    def spy(session, *, instance, records, clock):
+        seen.extend(records)
+        real(session, instance=instance, records=records, clock=clock)
+
+    monkeypatch.setattr(landing.pipeline, "after_landing", spy)
+    messages = [_message(_reading(f"T-{i}", f"{i}.0", i % 60)) for i in range(7)] + [_message(b"{")]
+    report = _land(hub.engine, instance, messages, manual_clock)
+    assert (report.received, report.accepted, report.quarantined) == (8, 7, 1)
+    with session_scope(hub.engine) as session:
+        rows = {
+            row.id: row
+            for row in session.exec(select(CanonicalRecordRow).where(CanonicalRecordRow.instance_id == instance.id))
+        }
+        stored = session.exec(select(LandingMessage).where(LandingMessage.instance_id == instance.id)).all()
+    assert sorted(message.id for message in stored) == sorted(report.message_ids)
+    assert len(seen) == len(rows) == 7
+    for row, record in seen:
+        # The pipeline got each record with the id and message of the row stored for it.
+        stored_row = rows[row.id]
+        assert (stored_row.message_id, stored_row.natural_key) == (row.message_id, row.natural_key)
+        assert stored_row.record == record.model_dump(mode="json", exclude_none=True)
+        assert record.envelope_id == row.message_id

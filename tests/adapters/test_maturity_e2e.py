@@ -58,13 +58,7 @@ def _failing(report: dict[str, Any], *, up_to: int = 4) -> dict[str, str]:
 
 # Criteria that cannot pass yet for a reason outside these tests, rules and maturity.py: (evidence text that
 # identifies the known cause, why). Anything else failing fails the test.
-KNOWN_GAPS: dict[str, tuple[str, str]] = {
-    "L1.2": (
-        "have no source timestamp",
-        "adapters/builtin/mqtt.py (MqttAdapter.message, core's) builds the InboundMessage without source_time, so "
-        "the landing envelope has none although the payload's time is parsed into the record",
-    ),
-}
+KNOWN_GAPS: dict[str, tuple[str, str]] = {}
 
 
 def _assert_level_4(report: dict[str, Any], *, known: tuple[str, ...] = ()) -> None:
@@ -374,7 +368,7 @@ def test_mqtt_against_mosquitto_reaches_level_4(hub, broker_link, mqtt_url, topi
     criteria = _criteria(report)
     assert "environment-excursion" in criteria["L4.3"]["evidence"]
     assert "equipment.status.changed" in criteria["L4.1"]["evidence"]
-    _assert_level_4(report, known=("L1.2",))
+    _assert_level_4(report)
 
 
 def _connected(hub: Any, instance_id: str) -> bool:
