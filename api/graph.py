@@ -11,6 +11,7 @@ older one.
 """
 
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -59,6 +60,7 @@ class GraphMapper:
         self._closing = False
         self._thread: threading.Thread | None = None
         self._writers = 0
+        self._last_write = 0.0  # monotonic time the last submission ended
         self.mapped = 0
 
     @contextmanager
@@ -71,6 +73,7 @@ class GraphMapper:
         finally:
             with self._condition:
                 self._writers -= 1
+                self._last_write = time.monotonic()
                 self._condition.notify_all()
 
     def enqueue(self, certificate_id: str, action: str) -> None:
@@ -146,7 +149,12 @@ class GraphMapper:
                 if not self._queue:  # closing and drained
                     return
                 self._condition.wait_for(lambda: not self._writers or self._closing, MAX_DEFER_S)
-                batch = [self._queue.popleft() for _ in range(min(MAX_BATCH, len(self._queue)))]
+                # Once submissions have paused for a while, map whole batches; while they keep coming (even
+                # with gaps between requests), one certificate per deferral, so mapping never takes the
+                # interpreter from the requests for long.
+                quiet = not self._writers and time.monotonic() - self._last_write >= MAX_DEFER_S
+                size = min(MAX_BATCH if quiet or self._closing else 1, len(self._queue))
+                batch = [self._queue.popleft() for _ in range(size)]
                 self._queued.difference_update(certificate_id for certificate_id, _ in batch)
                 self._busy = len(batch)
             try:
