@@ -110,6 +110,14 @@ class FieldMapping(BaseModel):
     unit: str | None = None
     transform: str = "copy"
 
+    @classmethod
+    def table(cls, rows: list[tuple[RecordKind, str, str, str | None, str]]) -> list["FieldMapping"]:
+        """Mappings from rows of (record kind, source field, canonical field, unit, transform)."""
+        return [
+            cls(record_kind=kind, source_field=source, canonical_field=target, unit=unit, transform=transform)
+            for kind, source, target, unit, transform in rows
+        ]
+
 
 @dataclass(frozen=True)
 class GoldenFixture:

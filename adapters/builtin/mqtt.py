@@ -560,10 +560,7 @@ class MqttAdapter(Adapter):
             (video, "snapshot.uri", "snapshot_uri", None, "copy"),
             (video, "snapshot.sha256", "snapshot_sha256", None, "copy"),
         ]
-        return [
-            FieldMapping(record_kind=kind, source_field=source, canonical_field=target, unit=unit, transform=transform)
-            for kind, source, target, unit, transform in rows
-        ]
+        return FieldMapping.table(rows)
 
     def code_lists(self) -> dict[str, dict[str, str]]:
         """Quantity names, equipment states and camera alarm types → hub vocabularies."""

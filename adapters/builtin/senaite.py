@@ -519,10 +519,7 @@ class SenaiteAdapter(Adapter):
             (result, "review_state", "source_status", None, "copy"),
             (result, "modification_date", "source_time", None, "iso8601 → UTC"),
         ]
-        return [
-            FieldMapping(record_kind=kind, source_field=source, canonical_field=field, unit=unit, transform=transform)
-            for kind, source, field, unit, transform in rows
-        ]
+        return FieldMapping.table(rows)
 
     def code_lists(self) -> dict[str, dict[str, str]]:
         """SENAITE review states → hub sample and result statuses."""
