@@ -117,10 +117,13 @@ def test_status_changes_land_once_each_and_a_reconnect_does_not_duplicate(hub, s
     async def first() -> None:
         server.set_status(1, start)
         task = asyncio.create_task(run_until(runtime, adapter, lambda: stored() >= 3))
-        await asyncio.sleep(1.0)
-        server.set_status(2, start + timedelta(minutes=1))
-        await asyncio.sleep(0.3)
-        server.set_status(3, start + timedelta(minutes=2))
+        # Each change is made once the one before it has landed, not after a fixed pause: a change made before
+        # the subscription exists is never seen (subscribing delivers only the current value), and a loaded
+        # machine can take longer than any pause to connect.
+        for landed, status in ((1, 2), (2, 3)):
+            while stored() < landed and not task.done():
+                await asyncio.sleep(0.05)
+            server.set_status(status, start + timedelta(minutes=landed))
         await task
 
     asyncio.run(first())
