@@ -10,8 +10,8 @@ only to results of that method). Readings in a unit other than the limit's are n
 `requireReadings` (default true) also demands at least one reading in the room during the window, so a room
 with no sensor data does not count as "within limits".
 
-Expose it by adding `ADAPTER_QUERIES` to `graph.queries.SAVED_QUERIES` (see `register_adapter_queries`); the
-`/api/v1/queries/{name}` endpoint then runs it over the union of the named graphs.
+`ADAPTER_QUERIES` joins the graph's own saved queries in the API's catalogue (api/routers/queries.py): the
+`/api/v1/queries/{name}` endpoint runs it over the union of the named graphs.
 """
 
 from graph.queries import ParameterKind, QueryParameter, SavedQuery
@@ -101,9 +101,3 @@ ORDER BY ?measuredAt ?result
 
 ADAPTER_QUERIES: dict[str, SavedQuery] = {RESULTS_WITH_VALID_CONDITIONS.name: RESULTS_WITH_VALID_CONDITIONS}
 
-
-def register_adapter_queries() -> None:
-    """Add the adapter queries to the saved queries the `/api/v1/queries` endpoints serve (idempotent)."""
-    from graph.queries import SAVED_QUERIES
-
-    SAVED_QUERIES.update(ADAPTER_QUERIES)

@@ -5,7 +5,6 @@ from types import ModuleType
 from fastapi import FastAPI
 
 from adapters.events import on_certificate_audit_event
-from adapters.queries import register_adapter_queries
 from api.adapter_fusion import install_adapter_fusion
 from api.errors import install_problem_handlers
 from api.graph import install_graph
@@ -84,7 +83,6 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     install_graph(app)
     # Canonical adapter records reach the graph from this process: the embedded store has one writer.
     install_adapter_fusion(app)
-    register_adapter_queries()
     routers: list[ModuleType] = [health, validate, signing, certificates, organizations, pki, tsa, verification]
     routers += [transparency, sparql, rdf_graphs, standards, conformity, queries, pages]
     # maturity and push routes are more specific than `/adapters/{id}`: they come first.

@@ -207,9 +207,9 @@ def render_query(query: SavedQuery, bound: Mapping[str, ox.Literal | ox.NamedNod
     return PREFIXES + body
 
 
-def get_saved_query_or_raise(name: str) -> SavedQuery:
-    """The saved query of this name, or NotFoundError."""
-    query = SAVED_QUERIES.get(name)
+def get_saved_query_or_raise(name: str, *, catalogue: Mapping[str, SavedQuery] | None = None) -> SavedQuery:
+    """The saved query of this name in `catalogue` (default: the graph's own queries), or NotFoundError."""
+    query = (SAVED_QUERIES if catalogue is None else catalogue).get(name)
     if query is None:
         raise NotFoundError(f"No saved query {name!r}; see /api/v1/queries.")
     return query
@@ -550,9 +550,9 @@ SAVED_QUERIES: dict[str, SavedQuery] = {
 }
 
 
-def saved_query_infos() -> list[SavedQueryInfo]:
-    """The listing of every saved query."""
-    return [query.info() for query in SAVED_QUERIES.values()]
+def saved_query_infos(*, catalogue: Mapping[str, SavedQuery] | None = None) -> list[SavedQueryInfo]:
+    """The listing of every saved query in `catalogue` (default: the graph's own queries)."""
+    return [query.info() for query in (SAVED_QUERIES if catalogue is None else catalogue).values()]
 
 
 _INTEGER_TYPES = {"integer", "int", "long", "short", "byte", "nonNegativeInteger", "positiveInteger"}

@@ -10,10 +10,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Request
 from fastapi.concurrency import run_in_threadpool
 
+from adapters.queries import ADAPTER_QUERIES
 from api.deps import ReaderDep
 from api.errors import ProblemError, problem_responses
 from graph.queries import (
+    SAVED_QUERIES,
     QueryAnswer,
+    SavedQuery,
     SavedQueryInfo,
     bind_parameters,
     get_saved_query_or_raise,
@@ -24,6 +27,10 @@ from graph.queries import (
 from graph.store import GraphStoreError
 
 router = APIRouter(prefix="/api/v1/queries", tags=["queries"])
+
+# The hub's catalogue: the knowledge graph's competency queries and the adapters' cross-source ones. Composed
+# here, where both packages meet, so neither module's own table is changed at import or start-up.
+CATALOGUE: dict[str, SavedQuery] = {**SAVED_QUERIES, **ADAPTER_QUERIES}
 
 QueryName = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[a-z0-9-]+$", description="Query name")]
 
@@ -36,7 +43,7 @@ QueryName = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[a-z0-9
 )
 def list_saved_queries(_reader: ReaderDep) -> list[SavedQueryInfo]:
     """Name, purpose, parameters (kind, required, default) and the columns of the answer."""
-    return saved_query_infos()
+    return saved_query_infos(catalogue=CATALOGUE)
 
 
 @router.get(
@@ -47,7 +54,7 @@ def list_saved_queries(_reader: ReaderDep) -> list[SavedQueryInfo]:
 )
 async def run_saved_query(name: QueryName, request: Request, _reader: ReaderDep) -> QueryAnswer:
     """Rows as plain JSON: IRIs and strings as text, numbers as numbers, dates as ISO text, booleans."""
-    query = get_saved_query_or_raise(name)
+    query = get_saved_query_or_raise(name, catalogue=CATALOGUE)
     given = dict(request.query_params)
     bound = bind_parameters(query, given)
     sparql = render_query(query, bound)

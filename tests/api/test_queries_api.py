@@ -8,6 +8,7 @@ import pyoxigraph as ox
 import pytest
 
 from api.registry_graph import install_registry_graph
+from graph.queries import SAVED_QUERIES
 from graph.store import open_graph_store
 
 DATA = Path(__file__).parents[1] / "graph" / "data"
@@ -50,6 +51,16 @@ def test_the_listing_names_every_query_with_its_parameters(hub, admin_headers):
     }
     chain = listed["traceability-chain"]["parameters"][0]
     assert (chain["name"], chain["kind"], chain["required"]) == ("certificate", "iri", True)
+
+
+def test_the_adapter_query_joins_the_api_catalogue_without_changing_the_graphs_own_table(hub, admin_headers):
+    response = hub.client.get("/api/v1/queries/results-with-valid-conditions", headers=admin_headers)
+    # Known to the API (a missing required parameter, not an unknown query) …
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"] == "instrument: required."
+    # … while graph.queries' own table still holds only the knowledge graph's competency queries.
+    assert "results-with-valid-conditions" not in SAVED_QUERIES
+    assert len(SAVED_QUERIES) == 5
 
 
 def test_a_saved_query_runs_over_the_hubs_graph(loaded_hub, admin_headers):
