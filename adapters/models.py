@@ -337,6 +337,8 @@ class RuleFlag(SQLModel, table=True):
     # Where and when the finding happened (an excursion's room and reading time): lets later records find it.
     room: str | None = Field(default=None, max_length=200, index=True)
     occurred_at: datetime | None = Field(default=None, index=True)
+    # The organization owning the adapter instance that landed the flagged record: it (and admins) may read it.
+    organization_id: str | None = Field(default=None, foreign_key="organizations.id", max_length=36, index=True)
 
 
 class RuleTestResult(SQLModel, table=True):

@@ -212,6 +212,7 @@ def _raise_excursion(
         raised_at=clock.now(),
         room=reading.room,
         occurred_at=at,
+        organization_id=instance.organization_id,
     )
     session.add(flag)
     tests = session.exec(
@@ -252,13 +253,22 @@ def _flag_test(session: Session, *, test: RuleTestResult, excursion: dict[str, A
                 "room": test.room,
                 "startedAt": _iso(test.started_at) if test.started_at else None,
                 "measuredAt": _iso(test.measured_at) if test.measured_at else None,
+                "resultRecordId": test.record_id,
+                "resultInstanceId": test.instance_id,
                 "excursion": excursion,
             },
             raised_at=clock.now(),
             room=test.room,
             occurred_at=_utc(datetime.fromisoformat(excursion["observedAt"])),
+            organization_id=_owner_of(session, test.instance_id),
         )
     )
+
+
+def _owner_of(session: Session, instance_id: str) -> str | None:
+    """The organization owning an adapter instance (None for hub-wide instances): a flag's reader."""
+    instance = session.get(AdapterInstance, instance_id)
+    return None if instance is None else instance.organization_id
 
 
 def _instrument_iri(result: TestResult | CalibrationEvent) -> str | None:
@@ -460,6 +470,7 @@ def _flag_unavailable(session: Session, *, test: RuleTestResult, state: RuleEqui
             raised_at=clock.now(),
             room=test.room,
             occurred_at=moment,
+            organization_id=_owner_of(session, test.instance_id),
         )
     )
     session.flush()  # a later record of the same batch sees the open flag
@@ -617,6 +628,7 @@ def apply_due_rules(session: Session, *, clock: Clock, limit: int = 500) -> int:
                 },
                 raised_at=now,
                 occurred_at=_utc(calibration.valid_until),
+                organization_id=_owner_of(session, calibration.instance_id),
             )
         )
         raised += 1
@@ -663,6 +675,7 @@ class RuleFlagRead(ApiSchema):
     occurred_at: datetime | None
     raised_at: datetime
     cleared_at: datetime | None
+    organization_id: str | None = None
 
 
 class ReportIssueCheck(ApiSchema):
@@ -743,6 +756,7 @@ def delete_environment_limit_or_raise(session: Session, *, limit_id: int) -> Non
 def list_rule_flags(
     session: Session,
     *,
+    organization_id: str | None,
     rule: str | None = None,
     room: str | None = None,
     subject_key: str | None = None,
@@ -750,8 +764,13 @@ def list_rule_flags(
     limit: int = 100,
     offset: int = 0,
 ) -> list[RuleFlag]:
-    """Rule flags, newest first, filtered by rule, room, subject and whether still open."""
+    """Rule flags, newest first, filtered by rule, room, subject and whether still open.
+
+    `organization_id` limits them to that organization's flags; None means every flag (an admin's view).
+    """
     statement = select(RuleFlag)
+    if organization_id is not None:
+        statement = statement.where(RuleFlag.organization_id == organization_id)
     if rule is not None:
         statement = statement.where(RuleFlag.rule == rule)
     if room is not None:

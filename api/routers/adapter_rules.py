@@ -93,13 +93,13 @@ def delete_environment_limit(
 
 @router.get(
     "/flags",
-    summary="Findings of the cross-domain rules, newest first (admin)",
+    summary="Findings of the cross-domain rules, newest first (admins see all, organizations their own)",
     response_model=list[rules.RuleFlagRead],
     responses=problem_responses(401, 403, 422),
 )
 def list_rule_flags(
     session: SessionDep,
-    _admin: AdminDep,
+    actor: ReaderDep,
     rule: Annotated[str | None, Query(max_length=60, description="e.g. environment-excursion")] = None,
     room: Annotated[str | None, Query(max_length=200)] = None,
     subject_key: Annotated[str | None, Query(alias="subjectKey", max_length=300)] = None,
@@ -107,9 +107,19 @@ def list_rule_flags(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> list[rules.RuleFlagRead]:
-    """Rules: environment-excursion, test-during-excursion, calibration-expired, test-on-unavailable-instrument."""
+    """Rules: environment-excursion, test-during-excursion, calibration-expired, test-on-unavailable-instrument.
+
+    A flag belongs to the organization owning the adapter instance that landed the flagged record.
+    """
     flags = rules.list_rule_flags(
-        session, rule=rule, room=room, subject_key=subject_key, open_only=open_only, limit=limit, offset=offset
+        session,
+        organization_id=None if actor.is_admin else actor.organization.id,
+        rule=rule,
+        room=room,
+        subject_key=subject_key,
+        open_only=open_only,
+        limit=limit,
+        offset=offset,
     )
     return [rules.RuleFlagRead.model_validate(flag) for flag in flags]
 

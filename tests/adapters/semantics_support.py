@@ -66,9 +66,16 @@ class MemoryGraphStore:
         }
 
 
-def make_instance(session: Session, *, adapter: str = "senaite", version: str = "1.0.0") -> AdapterInstance:
-    """A configured instance with a unique name."""
-    instance = AdapterInstance(name=f"{adapter}-{uuid.uuid4().hex[:10]}", adapter=adapter, adapter_version=version)
+def make_instance(
+    session: Session, *, adapter: str = "senaite", version: str = "1.0.0", organization_id: str | None = None
+) -> AdapterInstance:
+    """A configured instance with a unique name (hub-wide unless an owning organization is given)."""
+    instance = AdapterInstance(
+        name=f"{adapter}-{uuid.uuid4().hex[:10]}",
+        adapter=adapter,
+        adapter_version=version,
+        organization_id=organization_id,
+    )
     session.add(instance)
     session.flush()
     return instance

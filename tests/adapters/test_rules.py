@@ -273,8 +273,9 @@ def test_environment_limits_are_managed_by_admins_with_ucum_units(hub) -> None:
 def test_the_report_issue_check_and_the_flags_listing(hub) -> None:
     now = datetime.now(UTC)
     clock = ManualClock(now)
+    lab_id, lab_headers = hub.make_org("Lab API")
     with session_scope(hub.engine) as session:
-        lims = make_instance(session)
+        lims = make_instance(session, organization_id=lab_id)
         _land(
             session,
             lims,
@@ -299,7 +300,6 @@ def test_the_report_issue_check_and_the_flags_listing(hub) -> None:
             clock,
         )
         _land(session, make_instance(session, adapter="mqtt"), [reading("27.5", now - timedelta(minutes=90))], clock)
-    _org, lab_headers = hub.make_org("Lab API")
     answer = hub.client.post("/api/v1/rules/report-issue-check", json={"sampleIds": ["S-API"]}, headers=lab_headers)
     assert answer.status_code == 200, answer.text
     assert answer.json()["allowed"] is False
@@ -323,7 +323,36 @@ def test_the_report_issue_check_and_the_flags_listing(hub) -> None:
     flags = hub.client.get("/api/v1/rules/flags", params={"rule": TEST_EXCURSION_RULE}, headers=ADMIN)
     assert [flag["subjectKey"] for flag in flags.json()] == ["CNAS L0001/R2"]
     assert flags.json()[0]["details"]["excursion"]["value"] == "27.5"
-    assert hub.client.get("/api/v1/rules/flags", headers=lab_headers).status_code == 403
+    assert flags.json()[0]["organizationId"] == lab_id
+
+
+def test_an_organization_reads_only_the_flags_of_records_its_own_instances_landed(hub) -> None:
+    now = datetime.now(UTC)
+    clock = ManualClock(now)
+    lab_id, lab_headers = hub.make_org("Lab with a LIMS")
+    _other_id, other_headers = hub.make_org("Another lab")
+    with session_scope(hub.engine) as session:
+        _limit(session)
+        _land(
+            session,
+            make_instance(session, organization_id=lab_id),
+            [result("R9", sample="S-OWN", start=now - timedelta(hours=2), end=now - timedelta(hours=1))],
+            clock,
+        )
+        # The room's sensors are the hub's (no owner): the excursion flag itself is for admins only.
+        _land(session, make_instance(session, adapter="mqtt"), [reading("27.5", now - timedelta(minutes=90))], clock)
+
+    def listed(headers: dict[str, str]) -> list[tuple[str, str]]:
+        answer = hub.client.get("/api/v1/rules/flags", headers=headers)
+        assert answer.status_code == 200, answer.text
+        return sorted((flag["rule"], flag["subjectKey"]) for flag in answer.json())
+
+    everything = listed(ADMIN)
+    assert (TEST_EXCURSION_RULE, "CNAS L0001/R9") in everything
+    assert any(rule == EXCURSION_RULE for rule, _ in everything)
+    assert listed(lab_headers) == [(TEST_EXCURSION_RULE, "CNAS L0001/R9")]
+    assert listed(other_headers) == []
+    assert hub.client.get("/api/v1/rules/flags").status_code == 401
 
 
 def test_limit_decimals_keep_their_digits(hub) -> None:
