@@ -23,7 +23,13 @@ from sqlmodel import Session
 
 from api.registry_graph import install_registry_graph
 from api.routers.sparql import install_sparql_fast_lane
-from graph.publish import CERTIFICATE_ACTIONS, CertificateGraphWriter, publish_certificate, publish_certificates
+from graph.publish import (
+    CERTIFICATE_ACTIONS,
+    KNOWN_FROM_ACTIONS,
+    CertificateGraphWriter,
+    publish_certificate,
+    publish_certificates,
+)
 from graph.store import open_graph_store
 from storage.database import session_scope
 from storage.events import EventListener
@@ -104,12 +110,14 @@ class GraphMapper:
     def _map_locked(
         self, store: CertificateGraphWriter, certificate_id: str, action: str, session: Session | None
     ) -> None:
+        # A certificate newly known (submitted issued, or issued) may be the reference of graphs mapped before.
+        link = action in KNOWN_FROM_ACTIONS
         try:
             if session is not None:
-                publish_certificate(session, store, certificate_id=certificate_id)
+                publish_certificate(session, store, certificate_id=certificate_id, link_dependents=link)
             else:
                 with session_scope(self._engine) as own:
-                    publish_certificate(own, store, certificate_id=certificate_id)
+                    publish_certificate(own, store, certificate_id=certificate_id, link_dependents=link)
         except Exception:
             # The registry change is committed and stays valid: a graph failure must not fail the request.
             # The graph catches up at the certificate's next event (or a rebuild).
@@ -123,7 +131,9 @@ class GraphMapper:
         with self.lock:
             try:
                 with session_scope(self._engine) as session:
-                    outcome = publish_certificates(session, store, certificate_ids=certificate_ids)
+                    outcome = publish_certificates(
+                        session, store, certificate_ids=certificate_ids, link_dependents=True
+                    )
             except Exception:
                 # The batch's store call failed (or a part of it): map one by one, each graph replaced whole,
                 # so one certificate's failure (logged one by one) keeps no other out of the graph.

@@ -10,11 +10,16 @@ store can take N-Triples text (`NTriplesGraphWriter`, the embedded store): the b
 several new submissions are queued. Other stores get one `replace_graph` per certificate and one metadata
 update. Either way each graph is replaced whole (never seen dropped but not refilled), and every mapping reads
 the certificate's current row.
+
+A certificate links its reference standards' certificates (`prov:wasDerivedFrom`) when the hub knows them at
+mapping time. When a certificate becomes known later (submitted issued, or issued from draft), the graphs
+already citing its item as reference equipment without that link are re-mapped in the same call
+(`link_dependents`): one SPARQL query over the store finds them by the item's serial number.
 """
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import pyoxigraph as ox
 from sqlmodel import Session, col, select
@@ -28,6 +33,8 @@ from organizations.models import Organization
 from storage.models import StoredDocument
 
 CERTIFICATE_ACTIONS = frozenset({"submitted", "issued", "revoked", "superseded", "amends"})
+# Events after which a certificate may be newly known as a reference standard's certificate.
+KNOWN_FROM_ACTIONS = frozenset({"submitted", "issued"})
 METADATA_TIMEOUT_S = 10.0
 MAX_REFERENCE_MATCHES = 20
 
@@ -51,6 +58,39 @@ class NTriplesGraphWriter(Protocol):
 
     def replace_graphs(self, graphs: Sequence[tuple[str, str]], *, then_update: str | None = None) -> None:
         """Replace each named graph with its N-Triples, then run `then_update`; each graph is replaced whole."""
+
+
+@runtime_checkable
+class DependentsQuerying(Protocol):
+    """A store that answers SPARQL SELECT (`graph.store.GraphStore`): needed to find graphs to re-link."""
+
+    def query(self, sparql: str, *, timeout_s: float, result_cap: int) -> Any:
+        """Run a query; the outcome's `rows()` are the bindings as plain values."""
+
+
+def unlinked_dependents(store: DependentsQuerying, *, references: Sequence[Certificate]) -> list[str]:
+    """Ids of certificates whose graphs use one of these certificates' items as reference equipment (same serial)
+    without deriving from that certificate yet."""
+    pairs = [
+        f"({ox.Literal(row.item_serial)} {ox.NamedNode(iris.certificate_iri(row.id))})"
+        for row in references
+        if row.item_serial
+    ]
+    if not pairs:
+        return []
+    query = f"""PREFIX qh: <{iris.QH}> PREFIX schema: <https://schema.org/> PREFIX prov: <http://www.w3.org/ns/prov#>
+SELECT DISTINCT ?g WHERE {{
+  VALUES (?serial ?reference) {{ {" ".join(pairs)} }}
+  GRAPH ?g {{
+    ?activity qh:usedEquipment ?equipment . ?equipment schema:serialNumber ?serial .
+    FILTER NOT EXISTS {{ ?certificate prov:wasDerivedFrom ?reference }}
+  }}
+}}"""
+    outcome = store.query(query, timeout_s=METADATA_TIMEOUT_S, result_cap=10_000)
+    prefix = iris.certificate_graph_iri("")
+    own = {row.id for row in references}
+    found = [row["g"].removeprefix(prefix) for row in outcome.rows() if row["g"].startswith(prefix)]
+    return [certificate_id for certificate_id in found if certificate_id not in own]
 
 
 @dataclass
@@ -142,17 +182,29 @@ def _write(
     store.update(update, timeout_s=METADATA_TIMEOUT_S)
 
 
+def _rows(session: Session, certificate_ids: Sequence[str]) -> dict[str, Certificate]:
+    statement = select(Certificate).where(col(Certificate.id).in_(certificate_ids))
+    return {row.id: row for row in session.exec(statement).all()}
+
+
 def publish_certificates(
-    session: Session, store: CertificateGraphWriter, *, certificate_ids: Sequence[str]
+    session: Session, store: CertificateGraphWriter, *, certificate_ids: Sequence[str], link_dependents: bool = False
 ) -> PublishOutcome:
     """Write the named graphs and metadata of several certificates (one store call when the store allows).
 
     A certificate that is gone has its graph and description removed; one whose mapping fails is reported in
-    `failed` and leaves its graph as it was, without holding up the others.
+    `failed` and leaves its graph as it was, without holding up the others. With `link_dependents`, graphs that
+    cite these certificates' items as reference equipment without linking them are re-mapped too.
     """
     outcome = PublishOutcome()
     wanted = list(dict.fromkeys(certificate_ids))
-    rows = {row.id: row for row in session.exec(select(Certificate).where(col(Certificate.id).in_(wanted))).all()}
+    rows = _rows(session, wanted)
+    if link_dependents and isinstance(store, DependentsQuerying):
+        known = [row for row in rows.values() if row.status != CertificateStatus.draft and row.item_serial]
+        dependents = [item for item in unlinked_dependents(store, references=known) if item not in rows]
+        if dependents:
+            rows.update(_rows(session, dependents))
+            wanted += [item for item in dependents if item in rows]  # never drop a graph found this way
     resolve = reference_resolver(session)
     graphs: list[tuple[str, str]] = []
     descriptions: list[tuple[str, list[ox.Triple]]] = []
@@ -179,9 +231,11 @@ def publish_certificates(
     return outcome
 
 
-def publish_certificate(session: Session, store: CertificateGraphWriter, *, certificate_id: str) -> int:
+def publish_certificate(
+    session: Session, store: CertificateGraphWriter, *, certificate_id: str, link_dependents: bool = False
+) -> int:
     """Write one certificate's named graph and its metadata; returns the number of triples (0 if gone)."""
-    outcome = publish_certificates(session, store, certificate_ids=[certificate_id])
+    outcome = publish_certificates(session, store, certificate_ids=[certificate_id], link_dependents=link_dependents)
     for error in outcome.failed.values():
         raise error
     return outcome.triples

@@ -106,6 +106,38 @@ def test_a_reference_standard_the_hub_knows_is_traced_to_its_certificate(hub):
     ]
 
 
+def _reference_thermometer_xml() -> bytes:
+    return (
+        VALID.read_bytes()
+        .replace(b">1234<", b">REF-0001<")
+        .replace(b">string-manufacturer-item<", b">string-manufacturer-measuringEquipment-1<")
+    )
+
+
+def test_a_reference_certificate_registered_later_links_the_certificates_that_used_its_item(hub):
+    _, lab = hub.make_org()
+    calibrated = submit(hub, lab, VALID.read_bytes(), issue="true")
+    derived = f"<{iris.certificate_iri(calibrated)}> prov:wasDerivedFrom ?reference"
+    assert not ask(hub, f"GRAPH ?g {{ {derived} }}")  # nothing known about the reference thermometer yet
+    reference = submit(hub, lab, _reference_thermometer_xml(), issue="true")
+    link = f"<{iris.certificate_iri(calibrated)}> prov:wasDerivedFrom <{iris.certificate_iri(reference)}>"
+    assert ask(hub, in_graph(calibrated, link))
+
+
+def test_issuing_a_draft_reference_certificate_links_its_dependents_before_the_request_returns(hub):
+    _, lab = hub.make_org()
+    reference = submit(hub, lab, _reference_thermometer_xml())  # a draft is not yet a known reference
+    calibrated = submit(hub, lab, VALID.read_bytes(), issue="true")
+    link = f"<{iris.certificate_iri(calibrated)}> prov:wasDerivedFrom <{iris.certificate_iri(reference)}>"
+    assert not ask(hub, in_graph(calibrated, link))
+    response = hub.client.post(f"/api/v1/certificates/{reference}/issue", headers=lab)
+    assert response.status_code == 200, response.text
+    assert ask(hub, in_graph(calibrated, link))
+    # Re-mapping a dependent keeps its own status and values.
+    assert ask(hub, in_graph(calibrated, f'<{iris.certificate_iri(calibrated)}> qh:status qh:Issued'))
+    assert ask(hub, in_graph(calibrated, '?value qh:lexicalValue "0.20"'))
+
+
 def test_the_metadata_graph_describes_each_certificate_graph(hub):
     _, lab = hub.make_org()
     first = submit(hub, lab, VALID.read_bytes())
