@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import importlib
 import signal
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ from storage.settings import Settings
 
 log = structlog.get_logger("qihub.worker")
 
-FUSION_BATCH = 2000  # records per fusion transaction: one store write each
+FUSION_BATCH = 5000  # records per fusion transaction: one store load each (see adapters.fusion.FUSION_BATCH)
 STOP_GRACE_S = 10.0
 
 
@@ -85,6 +86,7 @@ class Worker:
         self.instance_ids = instance_ids  # None: every enabled instance
         self.running: dict[str, _Running] = {}
         self.stats = WorkerStats()
+        self._halting = threading.Event()  # tells loops running in threads (fusion) to stop after their batch
 
     @property
     def adapters(self) -> dict[str, Adapter]:
@@ -95,6 +97,7 @@ class Worker:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set, then stop every instance and loop gracefully."""
+        self._halting.clear()
         loops = [asyncio.create_task(self._supervise_instances(stop), name="instances")]
         for name, work in self._periodic_work().items():
             loops.append(asyncio.create_task(self._every(name, work, stop), name=name))
@@ -102,6 +105,7 @@ class Worker:
         try:
             await stop.wait()
         finally:
+            self._halting.set()
             await self._stop_all()
             for task in loops:
                 task.cancel()
@@ -112,11 +116,16 @@ class Worker:
 
     def _periodic_work(self) -> dict[str, Callable[[], Awaitable[int]]]:
         work: dict[str, Callable[[], Awaitable[int]]] = {}
-        fuse = _optional("adapters.fusion", "fuse_pending")
+        fuse = _optional("adapters.fusion", "fuse_backlog")
         if fuse is not None and self.graph_store is not None:
 
             async def fusion() -> int:
-                return await asyncio.to_thread(self._in_session, fuse, store=self.graph_store, limit=FUSION_BATCH)
+                # Batch after batch until the backlog is done, the store loading one while the next is built.
+                return int(
+                    await asyncio.to_thread(
+                        fuse, self.engine, store=self.graph_store, limit=FUSION_BATCH, stop=self._halting
+                    )
+                )
 
             work["fusion"] = fusion
         deliver = _optional("adapters.delivery", "deliver_pending")

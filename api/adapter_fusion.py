@@ -1,9 +1,10 @@
 """Fusion of landed canonical records into the graph, inside the API process.
 
 The embedded Oxigraph store can only be written by the process that opened it (the API), so the worker lands
-records and this background thread fuses them: every `interval_s` (or at once after a full batch) it calls
-`adapters.fusion.fuse_pending` in its own transaction, until the app shuts down. At start it also writes the
-environment limits into their graph (the cross-source SPARQL query reads them there).
+records and this background thread fuses them: every `interval_s`, until the app shuts down, it calls
+`adapters.fusion.fuse_backlog`, which fuses batch after batch (each in its own transaction) until nothing is
+pending. At start it also writes the environment limits into their graph (the cross-source SPARQL query reads
+them there).
 
 Registry rows the worker changes (standards and accredited labs pulled from a platform's directories) have
 no graph listener in the worker's process; each pass also maps registry audit events that appeared since the
@@ -17,14 +18,14 @@ from fastapi import FastAPI
 from sqlalchemy.engine import Engine
 from sqlmodel import col, func, select
 
-from adapters.fusion import fuse_pending, publish_environment_limits
+from adapters.fusion import FUSION_BATCH, fuse_backlog, publish_environment_limits
 from graph.registry_mapping import REGISTRY_SUBJECTS, publish_registry_row, registry_row_for_event
 from graph.store import GraphStore
 from storage.database import session_scope
 from storage.models import AuditEvent
 
 log = structlog.get_logger("qihub.fusion")
-BATCH = 1000
+BATCH = FUSION_BATCH
 
 
 class AdapterFuser:
@@ -49,14 +50,14 @@ class AdapterFuser:
 
     def fuse_now(self) -> int:
         """Fuse everything pending now, batch after batch; returns how many records."""
-        total = 0
-        while True:
-            with self._lock, session_scope(self._engine) as session:
-                count = fuse_pending(session, store=self._store, limit=self._batch)
-            total += count
-            self.fused += count
-            if count < self._batch:
-                return total
+        return self._fuse(stop=None)
+
+    def _fuse(self, *, stop: threading.Event | None) -> int:
+        # The store loads one batch while the next is built (adapters.fusion.fuse_backlog).
+        with self._lock:
+            count = fuse_backlog(self._engine, store=self._store, limit=self._batch, stop=stop)
+        self.fused += count
+        return count
 
     def follow_registry(self) -> int:
         """Map registry rows changed (by any process) since the last call into their graphs; returns the count."""
@@ -91,7 +92,7 @@ class AdapterFuser:
         while not self._stopping.is_set():
             try:
                 self.follow_registry()
-                self.fuse_now()
+                self._fuse(stop=self._stopping)
             except Exception:
                 # The records stay pending (fusion is idempotent): the next pass retries them.
                 log.exception("fusion.pass_failed")

@@ -47,6 +47,7 @@ from graph.store import (
     GraphStoreUnavailableError,
     QueryOutcome,
     QueryTimeoutError,
+    RdfSyntaxError,
     SparqlRequestError,
     SparqlSyntaxError,
     StoreStats,
@@ -613,9 +614,17 @@ class EmbeddedOxigraphStore:
 
     def add_quads(self, quads: Iterable[pyoxigraph.Quad], *, atomic: bool = True) -> None:
         """Insert quads in one transaction; `atomic=False` bulk-loads (much faster, for big imports)."""
-        data = pyoxigraph.serialize(quads, format=pyoxigraph.RdfFormat.N_QUADS) or b""
+        self.add_nquads(pyoxigraph.serialize(quads, format=pyoxigraph.RdfFormat.N_QUADS) or b"", atomic=atomic)
+
+    def add_nquads(self, data: bytes, *, atomic: bool = True) -> None:
+        """Insert N-Quads text as it is (the writer parses it strictly); `atomic=False` bulk-loads."""
+        if not data:
+            return
         with self._writer_lock:
-            self._writer_call(("add" if atomic else "bulk", data), time.monotonic() + ADMIN_TIMEOUT_S)
+            try:
+                self._writer_call(("add" if atomic else "bulk", data), time.monotonic() + ADMIN_TIMEOUT_S)
+            except SparqlSyntaxError as error:  # the writer reports any parse failure as "syntax"
+                raise RdfSyntaxError(f"The N-Quads data does not parse: {error.detail}") from None
 
     def clear(self) -> None:
         """Remove every graph and triple."""

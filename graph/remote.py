@@ -29,6 +29,7 @@ from graph.store import (
     QueryForm,
     QueryOutcome,
     QueryTimeoutError,
+    RdfSyntaxError,
     SparqlRequestError,
     SparqlSyntaxError,
     StoreStats,
@@ -354,6 +355,14 @@ class RemoteSparqlStore:
             blocks.append(body if graph_iri is None else f"GRAPH <{graph_iri}> {{ {body} }}")
         if blocks:
             self._update_request([("update", "INSERT DATA { " + "\n".join(blocks) + " }")], ADMIN_TIMEOUT_S)
+
+    def add_nquads(self, data: bytes, *, atomic: bool = True) -> None:
+        """Insert N-Quads text: parsed here (bad data never reaches the server), then sent as `add_quads` does."""
+        try:
+            quads = list(pyoxigraph.parse(data, format=pyoxigraph.RdfFormat.N_QUADS))
+        except SyntaxError as error:
+            raise RdfSyntaxError(f"The N-Quads data does not parse: {error}") from None
+        self.add_quads(quads, atomic=atomic)
 
     def clear(self) -> None:
         """Remove every graph and triple."""

@@ -14,7 +14,7 @@ so the endpoint never re-encodes them and rdflib stays off the query path.
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import pyoxigraph
 
@@ -206,6 +206,9 @@ class GraphStore(Protocol):
     def add_quads(self, quads: Iterable[pyoxigraph.Quad]) -> None:
         """Insert quads (atomically: all or none)."""
 
+    def add_nquads(self, data: bytes, *, atomic: bool = True) -> None:
+        """Insert quads given as N-Quads text; `atomic=False` may bulk-load (faster; for re-runnable writes)."""
+
     def query(
         self,
         sparql: str,
@@ -277,6 +280,14 @@ class GraphStore(Protocol):
 
     def close(self) -> None:
         """Release processes, files and connections (idempotent)."""
+
+
+@runtime_checkable
+class NQuadsLoader(Protocol):
+    """A store that takes quads as N-Quads text, so writers that render text skip pyoxigraph terms."""
+
+    def add_nquads(self, data: bytes, *, atomic: bool = True) -> None:
+        """Insert quads given as N-Quads text; `atomic=False` may bulk-load (faster; for re-runnable writes)."""
 
 
 def open_graph_store(settings: Settings) -> GraphStore:

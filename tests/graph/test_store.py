@@ -96,6 +96,25 @@ def test_add_quads_goes_into_the_named_graphs(graph_store: GraphStore) -> None:
     assert (stats.triples, stats.graphs) == (5, 1)
 
 
+@pytest.mark.parametrize("atomic", [True, False])
+def test_add_nquads_loads_the_text_into_its_graphs(graph_store: GraphStore, atomic: bool) -> None:
+    quads = [ox.Quad(t.subject, t.predicate, t.object, ox.NamedNode(G1)) for t in triples(3)]
+    quads.append(ox.Quad(ox.NamedNode(EX + "d"), ox.NamedNode(EX + "p"), ox.Literal('a "quoted" 值\n')))
+    graph_store.add_nquads(ox.serialize(quads, format=ox.RdfFormat.N_QUADS) or b"", atomic=atomic)
+    graph_store.add_nquads(b"", atomic=atomic)  # nothing to load: nothing happens
+    assert graph_store.count() == 4
+    assert select(graph_store, "SELECT ?o WHERE { ?s ?p ?o }") == [{"o": 'a "quoted" 值\n'}]
+    assert graph_store.graph_names() == [G1]
+
+
+@pytest.mark.parametrize("atomic", [True, False])
+def test_add_nquads_refuses_malformed_text_and_adds_nothing(graph_store: GraphStore, atomic: bool) -> None:
+    good = f"<{EX}s> <{EX}p> <{EX}o> <{G1}> .\n"
+    with pytest.raises(RdfSyntaxError):
+        graph_store.add_nquads((good + f"<{EX}s> <{EX}p> <not an iri> <{G1}> .\n").encode(), atomic=atomic)
+    assert graph_store.count() == 0
+
+
 def test_select_answers_in_every_results_format(graph_store: GraphStore) -> None:
     graph_store.replace_graph(G1, triples(2))
     query = f"SELECT ?s ?v WHERE {{ GRAPH <{G1}> {{ ?s <{EX}value> ?v }} }} ORDER BY ?v"
