@@ -65,7 +65,7 @@ import aiomqtt  # noqa: E402
 import paho.mqtt.client as mqtt  # noqa: E402
 from paho.mqtt.packettypes import PacketTypes  # noqa: E402
 from paho.mqtt.properties import Properties  # noqa: E402
-from sqlalchemy import func  # noqa: E402
+from sqlalchemy import func, update  # noqa: E402
 from sqlmodel import Session, col, select  # noqa: E402
 
 from adapters.models import AdapterCounters, AdapterHealth, AdapterInstance, CanonicalRecordRow, LandingMessage  # noqa: E402
@@ -320,6 +320,12 @@ def run_shape(settings: Settings, engine, url: str, shape: str, count: int, *, f
     if fuse:
         from graph.store import open_graph_store
 
+        # The fused run's worker fuses every pending record of the database: the landing consumer's records
+        # (never meant for the graph) are marked done first, so the fused rate counts this consumer's work only.
+        with session_scope(engine) as session:
+            session.execute(
+                update(CanonicalRecordRow).where(col(CanonicalRecordRow.fused_at).is_(None)).values(fused_at=func.now())
+            )
         store = open_graph_store(settings)
         try:
             fused = hub_rate(settings, engine, url, prefix, "fused", messages, store, protocol)
