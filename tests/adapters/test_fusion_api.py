@@ -4,15 +4,12 @@ query answers over it through /api/v1/queries, and the fuser stops with the app.
 import time
 from pathlib import Path
 
-import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session, col, select
 
 from adapters.models import CanonicalRecordRow
-from adapters.queries import ADAPTER_QUERIES
 from api.adapter_fusion import install_adapter_fusion
 from api.app import create_app
-from graph import queries as graph_queries
 from graph.iris import instrument_iri
 from storage.database import session_scope
 from storage.settings import Settings
@@ -44,11 +41,7 @@ def _wait_fused(engine, timeout_s: float = 20.0) -> None:
     raise AssertionError("records were not fused in time")
 
 
-def test_the_api_fuses_landed_records_in_the_background_and_answers_the_cross_source_query(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    for name, query in ADAPTER_QUERIES.items():
-        monkeypatch.setitem(graph_queries.SAVED_QUERIES, name, query)
+def test_the_api_fuses_landed_records_in_the_background_and_answers_the_cross_source_query(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "data", bootstrap_admin_key=ADMIN_KEY, worker_poll_interval_s=0.1)
     app = create_app(settings)
     fuser = install_adapter_fusion(app)
