@@ -8,7 +8,8 @@ them there).
 
 Registry rows the worker changes (standards and accredited labs pulled from a platform's directories) have
 no graph listener in the worker's process; each pass also maps registry audit events that appeared since the
-previous pass, so they reach the graph too (rewriting a row's graph is idempotent).
+previous pass, so they reach the graph too (rewriting a row's graph is idempotent). How far it got is kept in
+the database (`graph_follow_positions`), so changes made while no API process ran are mapped at the next start.
 """
 
 import threading
@@ -19,13 +20,15 @@ from sqlalchemy.engine import Engine
 from sqlmodel import col, func, select
 
 from adapters.fusion import FUSION_BATCH, fuse_backlog, publish_environment_limits
+from graph.models import GraphFollowPosition
 from graph.registry_mapping import REGISTRY_SUBJECTS, publish_registry_row, registry_row_for_event
 from graph.store import GraphStore
 from storage.database import session_scope
-from storage.models import AuditEvent
+from storage.models import AuditEvent, utc_now
 
 log = structlog.get_logger("qihub.fusion")
 BATCH = FUSION_BATCH
+REGISTRY_FOLLOWER = "registry"  # the position's name in graph_follow_positions
 
 
 class AdapterFuser:
@@ -39,7 +42,6 @@ class AdapterFuser:
         self._stopping = threading.Event()
         self._lock = threading.Lock()  # one pass at a time (thread and fuse_now)
         self._thread: threading.Thread | None = None
-        self._registry_seen: int | None = None  # last registry audit event mapped by this thread
         self.fused = 0
 
     def start(self) -> None:
@@ -63,13 +65,15 @@ class AdapterFuser:
         """Map registry rows changed (by any process) since the last call into their graphs; returns the count."""
         kinds = list(REGISTRY_SUBJECTS)
         with self._lock, session_scope(self._engine) as session:
-            if self._registry_seen is None:  # first call: earlier changes were mapped by their own listeners
+            position = session.get(GraphFollowPosition, REGISTRY_FOLLOWER)
+            if position is None:
+                # The hub's first pass ever: earlier changes were mapped by their own listeners as they were made.
                 newest = session.exec(select(func.max(AuditEvent.id)).where(col(AuditEvent.subject_kind).in_(kinds)))
-                self._registry_seen = newest.one() or 0
+                session.add(GraphFollowPosition(name=REGISTRY_FOLLOWER, audit_event_id=newest.one() or 0))
                 return 0
             events = session.exec(
                 select(AuditEvent)
-                .where(col(AuditEvent.subject_kind).in_(kinds), col(AuditEvent.id) > self._registry_seen)
+                .where(col(AuditEvent.subject_kind).in_(kinds), col(AuditEvent.id) > position.audit_event_id)
                 .order_by(col(AuditEvent.id))
                 .limit(self._batch)
             ).all()
@@ -80,7 +84,11 @@ class AdapterFuser:
                 if row is not None:
                     publish_registry_row(self._store, row)
                     mapped.add(key)
-                self._registry_seen = event.id
+            if events:
+                # Saved after the graph writes: a crash in between only maps those rows again (idempotent).
+                assert events[-1].id is not None
+                position.audit_event_id = events[-1].id
+                position.updated_at = utc_now()
             return len(mapped)
 
     def _run(self) -> None:

@@ -74,6 +74,16 @@ def new_id() -> str:
 # --- standards ------------------------------------------------------------------------------------------
 
 
+class GraphFollowPosition(SQLModel, table=True):
+    """How far a follower of the audit trail has mapped changes into the graph (kept across restarts)."""
+
+    __tablename__ = "graph_follow_positions"
+
+    name: str = Field(primary_key=True, max_length=60)  # the follower, e.g. "registry"
+    audit_event_id: int  # the last audit event it mapped
+    updated_at: datetime = Field(default_factory=utc_now)
+
+
 class StandardStatus(StrEnum):
     """Where a standard is in its life: drafted, in force, replaced by a newer edition, or withdrawn."""
 

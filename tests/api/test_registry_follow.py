@@ -33,3 +33,25 @@ def test_a_standard_imported_by_another_process_is_mapped_on_the_next_fusion_pas
         assert fuser.follow_registry() == 1
         assert store.graph_exists(graph_iri)
         assert fuser.follow_registry() == 0  # nothing new: nothing rewritten
+
+
+def test_a_standard_imported_while_no_api_process_runs_is_mapped_after_the_next_start(tmp_path: Path):
+    settings = Settings(data_dir=tmp_path)
+    with TestClient(create_app(settings)) as client:
+        fuser = client.app.state.adapter_fuser  # type: ignore[attr-defined]
+        fuser.stop()
+        fuser.follow_registry()  # the hub's first pass: the position is saved in the database
+    # The API is down; the worker imports a standard (no graph listener in its process).
+    worker_engine = make_engine(settings)
+    with session_scope(worker_engine) as session:
+        import_standards(session, items=[StandardIn(code="GB/T 32150-2015", title="Industrial emission")])
+        graph_iri, _ = registry_graph(session.exec(select(Standard)).one())
+    worker_engine.dispose()
+
+    with TestClient(create_app(settings)) as client:
+        fuser = client.app.state.adapter_fuser  # type: ignore[attr-defined]
+        store = client.app.state.graph_store  # type: ignore[attr-defined]
+        fuser.stop()  # its thread may or may not have run a pass yet: one more pass by hand settles it
+        fuser.follow_registry()
+        assert store.graph_exists(graph_iri)
+        assert fuser.follow_registry() == 0
