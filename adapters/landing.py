@@ -9,7 +9,9 @@ A batch costs a few statements whatever its size: one IN query for the dedup key
 RETURNING for the messages and one for the records (chunked under the drivers' bound-parameter limits). Those
 INSERTs are written as SQL text and their values converted with the columns' own SQLAlchemy bind processors,
 each distinct value once (a batch shares one `received_at`, a message's readings one time): compiling and
-processing parameters row by row, or building ORM objects, costs more than parsing the payloads.
+processing parameters row by row, or building ORM objects, costs more than parsing the payloads. Two columns
+skip their processor: a record's JSON comes as text from pydantic's serializer (no dict built and encoded
+again), and payload bytes go to the driver as they are.
 """
 
 import hashlib
@@ -25,7 +27,7 @@ from sqlalchemy.engine import Dialect
 from sqlmodel import Session, SQLModel
 
 from adapters import pipeline
-from adapters.canonical import CanonicalRecord, record_json
+from adapters.canonical import CanonicalRecord
 from adapters.framework import (
     PAYLOAD_TOO_LARGE,
     Adapter,
@@ -44,6 +46,8 @@ _MESSAGES = SQLModel.metadata.tables["landing_messages"]
 _RECORDS = SQLModel.metadata.tables["canonical_records"]
 _CHECKPOINTS = SQLModel.metadata.tables["adapter_checkpoints"]
 _COUNTERS = SQLModel.metadata.tables["adapter_counters"]
+_RAW_JSON = ("record",)  # record rows carry their JSON as text (pydantic's serializer), not as a dict
+_RAW_BYTES = ("raw",)  # payload bytes go to the driver as they are (both drivers take `bytes` for a BLOB/bytea)
 _DEDUP_QUERY_CHUNK = 1000  # keys per IN query, well under every driver's bound-parameter limit
 _DEDUP_KEY_LENGTH = 300
 # Bound parameters per statement: SQLite ≥ 3.32 allows 32766 (999 before), PostgreSQL 65535.
@@ -180,19 +184,24 @@ def land_messages(
     prepared: list[_Prepared] = []
     seen: set[str] = set(landed_before)
     accepted_value, quarantined_value = LandingOutcome.accepted.value, LandingOutcome.quarantined.value
-    adapter_name = instance.adapter
+    # Read once, not per message: ORM attribute access and str(enum) cost more than the rest of a row.
+    instance_id, adapter_name = instance.id, instance.adapter
+    transports: dict[Any, str] = {}
     for message, sha256, key in keyed:
         if key in seen:  # landed earlier, or earlier in this batch
             continue
         seen.add(key)
         records, code, detail = _parse(adapter, message, max_message_bytes)
         source_time = _aware(message.source_time)
+        transport = transports.get(message.transport)
+        if transport is None:
+            transport = transports[message.transport] = str(message.transport)[:30]
         values = (
-            instance.id,
+            instance_id,
             adapter_name,
             version,
             _clip(message.source, 1000),
-            _clip(str(message.transport), 30),
+            transport,
             _clip(message.stream, 300),
             now,
             source_time,
@@ -219,6 +228,7 @@ def land_messages(
             [item.values for item in prepared],
             on_conflict_do_nothing=("instance_id", "dedup_key"),
             returning=("id", "dedup_key"),
+            raw=_RAW_BYTES,
         )
         for message_id, key in returned:
             ids_by_key[key] = message_id
@@ -259,35 +269,29 @@ def _insert_records(
 ) -> list[tuple[LandedRow, CanonicalRecord]]:
     rows: list[tuple[Any, ...]] = []
     landed: list[tuple[LandedRow, CanonicalRecord]] = []
+    instance_id = instance.id
     for item in stored:
         if not item.records:
             continue
         message_id = ids_by_key[item.dedup_key]
         for record in item.records:
             record.envelope_id = message_id
-            data = record_json(record)
+            # The stored JSON straight from pydantic's serializer: what `record_json` gives, without building the
+            # dict and encoding it again (the column's own JSON processor is skipped for it: see `_RAW_JSON`).
+            text = record.model_dump_json(exclude_none=True)
             row = LandedRow(
                 id=None,
-                instance_id=instance.id,
+                instance_id=instance_id,
                 message_id=message_id,
                 kind=record.kind.value,
                 schema_version=record.schema_version,
                 natural_key=record.natural_key[:300],
-                record=data,
+                record_text=text,
                 source_time=_aware(record.source_time or item.source_time),
                 recorded_at=now,
             )
             rows.append(
-                (
-                    row.instance_id,
-                    message_id,
-                    row.kind,
-                    row.schema_version,
-                    row.natural_key,
-                    data,
-                    row.source_time,
-                    now,
-                )
+                (instance_id, message_id, row.kind, row.schema_version, row.natural_key, text, row.source_time, now)
             )
             landed.append((row, record))
     if not rows:
@@ -302,10 +306,13 @@ def _insert_returning_ids(session: Session, rows: list[tuple[Any, ...]]) -> list
     keys = [(row[1], row[2], row[4]) for row in rows]  # message_id, kind, natural_key
     if len(set(keys)) < len(keys):
         # Two records of one message describe the same thing: only row-at-a-time RETURNING tells their ids apart.
-        return [_insert_many(session, _RECORDS, _RECORD_COLUMNS, [row], returning=("id",))[0][0] for row in rows]
+        return [
+            _insert_many(session, _RECORDS, _RECORD_COLUMNS, [row], returning=("id",), raw=_RAW_JSON)[0][0]
+            for row in rows
+        ]
     # Multi-row INSERTs: RETURNING order is not guaranteed, so each id is matched by its key.
     returned = _insert_many(
-        session, _RECORDS, _RECORD_COLUMNS, rows, returning=("id", "message_id", "kind", "natural_key")
+        session, _RECORDS, _RECORD_COLUMNS, rows, returning=("id", "message_id", "kind", "natural_key"), raw=_RAW_JSON
     )
     by_key = {(message_id, kind, key): record_id for record_id, message_id, kind, key in returned}
     return [by_key[key] for key in keys]
@@ -318,9 +325,11 @@ class _BoundValues:
     share one time.
     """
 
-    def __init__(self, table: Table, columns: Sequence[str], dialect: Dialect) -> None:
+    def __init__(self, table: Table, columns: Sequence[str], dialect: Dialect, raw: Sequence[str] = ()) -> None:
         self.converters: list[tuple[int, Callable[[Any], Any], dict[Any, Any] | None]] = []
         for index, name in enumerate(columns):
+            if name in raw:
+                continue  # the caller gives the value as the driver takes it
             column_type = table.c[name].type
             processor = column_type.dialect_impl(dialect).bind_processor(dialect)
             if processor is not None:
@@ -356,8 +365,13 @@ def _insert_many(
     *,
     returning: Sequence[str],
     on_conflict_do_nothing: Sequence[str] = (),
+    raw: Sequence[str] = (),
 ) -> list[tuple[Any, ...]]:
-    """Multi-row INSERT … RETURNING as SQL text (chunked under the parameter limit); the returned rows."""
+    """Multi-row INSERT … RETURNING as SQL text (chunked under the parameter limit); the returned rows.
+
+    Values of the `raw` columns go to the driver as given (JSON already encoded as text), the others through
+    their columns' bind processors.
+    """
     connection = session.connection()
     dialect = connection.dialect
     if dialect.name not in _MAX_PARAMETERS:
@@ -370,13 +384,14 @@ def _insert_many(
     if on_conflict_do_nothing:
         tail += f" ON CONFLICT ({', '.join(map(quote, on_conflict_do_nothing))}) DO NOTHING"
     tail += f" RETURNING {', '.join(map(quote, returning))}"
-    bound = _BoundValues(table, columns, dialect)
+    bound = _BoundValues(table, columns, dialect, raw)
     per_statement = max(1, _MAX_PARAMETERS[dialect.name] // len(columns))
     returned: list[tuple[Any, ...]] = []
     for start in range(0, len(rows), per_statement):
         chunk = rows[start : start + per_statement]
         statement = head + ", ".join([group] * len(chunk)) + tail
-        returned.extend(tuple(row) for row in connection.exec_driver_sql(statement, tuple(bound.flatten(chunk))))
+        result = connection.exec_driver_sql(statement, tuple(bound.flatten(chunk)))
+        returned.extend(tuple(row) for row in result.fetchall())
     return returned
 
 

@@ -5,6 +5,7 @@ the record does (the transactional-outbox pattern). Fusion into the knowledge gr
 batches, in the worker (`adapters.fusion.fuse_pending`).
 """
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -45,11 +46,16 @@ class LandedRow:
     kind: str
     schema_version: str
     natural_key: str
-    record: dict[str, Any]
+    record_text: str  # the record's JSON as stored
     source_time: datetime | None
     recorded_at: datetime
     fused_at: datetime | None = None
     graph_iri: str | None = None
+
+    @property
+    def record(self) -> dict[str, Any]:
+        """The stored record JSON, as `CanonicalRecordRow.record` reads it (decoded on demand: rarely wanted)."""
+        return dict(json.loads(self.record_text))
 
 
 LandedRecords = Sequence[tuple[RecordRow, CanonicalRecord]]

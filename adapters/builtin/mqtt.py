@@ -2,24 +2,25 @@
 
 Delivery is at-least-once with nothing lost across a crash: the adapter subscribes with QoS 1 in a persistent
 session (MQTT 5 `clean_start=False` with a session expiry, or MQTT 3.1.1 `clean_session=False`) under a
-stable client id, and acknowledges each message (PUBACK, paho-mqtt's manual acks) only after the transaction
-that landed it has committed. Whatever was not acknowledged when the hub stopped is redelivered by the broker;
-its de-duplication key — the payload's own identity (sensor + quantity + time, SensorThings `@iot.id`, event
-id) — makes a redelivery count as a duplicate instead of a second reading.
+stable client id, and acknowledges each message (PUBACK) only after the transaction that landed it has
+committed. Whatever was not acknowledged when the hub stopped is redelivered by the broker; its de-duplication
+key — the payload's own identity (sensor + quantity + time, SensorThings `@iot.id`, event id) — makes a
+redelivery count as a duplicate instead of a second reading.
 
-Messages are landed in batches (up to `batch_size` messages or `batch_wait_ms` after the first) for
-throughput. MQTT 5's Receive Maximum lets the broker keep that many unacknowledged messages in flight, so
-batching never starves the stream. Write-back (`mqtt.command`) publishes a command message at QoS 1 to the
-configured command topic, carrying the command's idempotency key for the device to drop repeats.
+Receiving uses the hub's own subscriber (`mqtt_wire.MqttSubscriber`, on the event loop; why not paho-mqtt is
+told there). Messages are landed in batches (up to `batch_size` messages or `batch_wait_ms` after the first),
+each batch read while the one before it is written, and acknowledged in one write after its commit. MQTT 5's
+Receive Maximum lets the broker keep that many unacknowledged messages in flight, so batching never starves the
+stream. Write-back (`mqtt.command`) publishes a command message at QoS 1 (paho-mqtt) to the configured command
+topic, carrying the command's idempotency key for the device to drop repeats.
 """
 
 import asyncio
-import collections
 import contextlib
 import functools
 import json
 import re
-import threading
+import ssl
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,6 +33,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from pydantic import ValidationError
 
+from adapters.builtin.mqtt_wire import MQTT_5, MQTT_311, Message, MqttSubscriber, reason_text
 from adapters.canonical import (
     CanonicalRecord,
     EnvironmentReading,
@@ -136,6 +138,8 @@ CONFIG_SCHEMA: dict[str, Any] = {
 _unit = functools.lru_cache(maxsize=4096)(normalise_unit)
 _code = functools.lru_cache(maxsize=4096)(map_code)
 
+_SENSOR_FIELDS = ("sensor", "sensor_id", "sensorId", "device")
+_TIME_FIELDS = ("time", "timestamp", "observed_at", "observedAt", "ts")
 _DATASTREAM_IN_TOPIC = re.compile(r"Datastreams\((?:'([^']*)'|([^)]*))\)")
 _JSON = json.JSONDecoder(parse_float=Decimal)  # numbers keep their digits ("20.10" stays 20.10)
 
@@ -144,6 +148,14 @@ _JSON = json.JSONDecoder(parse_float=Decimal)  # numbers keep their digits ("20.
 def _parse_time(text: str, zone: str | None) -> datetime:
     # The readings of one minute share their time text: parsed (and checked) once. Failures are not cached.
     return parse_time(text, zone=zone)
+
+
+_isoformat = functools.lru_cache(maxsize=4096)(datetime.isoformat)  # identities of one minute share their time
+
+
+def _schema_violation(error: ValidationError) -> QuarantineError:
+    problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()[:5])
+    return QuarantineError(SCHEMA_VIOLATION, problems)
 
 
 @dataclass(frozen=True)
@@ -231,6 +243,7 @@ class MqttAdapter(Adapter):
     def __init__(self, config: dict[str, Any]) -> None:
         super().__init__(config)
         self.broker = parse_broker(config)
+        self._source_prefix = f"{self.broker.url}/"  # envelopes name the broker (without credentials) and topic
         self.subscriptions: list[dict[str, Any]] = list(config["subscriptions"])
         self._matched: dict[str, dict[str, Any] | None] = {}
         for subscription in self.subscriptions:
@@ -244,7 +257,7 @@ class MqttAdapter(Adapter):
         self.batch_size = int(config.get("batch_size", 500))
         self.batch_wait_s = int(config.get("batch_wait_ms", 50)) / 1000
         self.receive_maximum = int(config.get("receive_maximum", 10000))
-        self.protocol = mqtt.MQTTv5 if config.get("protocol", "5") == "5" else mqtt.MQTTv311
+        self.protocol = MQTT_5 if config.get("protocol", "5") == "5" else MQTT_311  # paho's MQTTv5 / MQTTv311
 
     # --- parsing (pure: the conformance kit calls it on golden fixtures) ----------------------------------
 
@@ -273,8 +286,10 @@ class MqttAdapter(Adapter):
     @staticmethod
     def _load(payload: bytes) -> dict[str, Any]:
         try:
-            # json.loads(payload, parse_float=Decimal) without building a decoder per message.
-            data = _JSON.decode(payload.decode(json.detect_encoding(payload), "surrogatepass"))
+            # json.loads(payload, parse_float=Decimal) without building a decoder per message; a payload starting
+            # with "{" and no NUL after it is UTF-8 (what `json.detect_encoding` would find, without its look).
+            utf8 = payload[:1] == b"{" and payload[1:2] != b"\x00"
+            data = _JSON.decode(payload.decode("utf-8" if utf8 else json.detect_encoding(payload), "surrogatepass"))
         except (ValueError, UnicodeDecodeError) as error:
             raise QuarantineError(MALFORMED_PAYLOAD, f"not JSON: {error}") from None
         if not isinstance(data, dict):
@@ -308,7 +323,7 @@ class MqttAdapter(Adapter):
                 if observation is not None:
                     return f"sta/{datastream}/{observation}"
                 return f"sta/{datastream}/{self._time(_first(data, 'phenomenonTime', 'resultTime')).isoformat()}"
-            moment = self._time(_first(data, "time", "timestamp", "observed_at", "observedAt", "ts")).isoformat()
+            moment = _isoformat(self._time(_first(data, *_TIME_FIELDS)))
             if kind == VIDEO:
                 camera, event = (
                     _first(data, "camera_id", "cameraId", "camera"),
@@ -318,7 +333,7 @@ class MqttAdapter(Adapter):
             if kind == EQUIPMENT:
                 instrument = self._instrument(data)
                 return f"equipment/{instrument.manufacturer}/{instrument.model}/{instrument.serial}/{moment}"
-            sensor = _first(data, "sensor", "sensor_id", "sensorId", "device") or defaults.get("sensor")
+            sensor = _first(data, *_SENSOR_FIELDS) or defaults.get("sensor")
             if sensor is None:
                 return None
             quantity = _first(data, "quantity") or defaults.get("quantity")
@@ -352,8 +367,7 @@ class MqttAdapter(Adapter):
                 return [self._video(data, defaults)]
             return self._environment(data, defaults)
         except ValidationError as error:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()[:5])
-            raise QuarantineError(SCHEMA_VIOLATION, problems) from None
+            raise _schema_violation(error) from None
 
     def _read(self, topic: str, payload: bytes) -> tuple[str | None, "list[CanonicalRecord] | Exception"]:
         """A payload's identity and its records (or why it has none), from one JSON decode."""
@@ -362,9 +376,34 @@ class MqttAdapter(Adapter):
         except QuarantineError as error:
             return None, error
         kind = self._kind_of(topic, data)
+        if kind == ENVIRONMENT:
+            return self._read_environment(data, self.subscription_for(topic) or {})
         key = self._identity(topic, data, kind, self.subscription_for(topic) or {})
         try:
             return key, self._records(topic, data, kind)
+        except Exception as error:  # kept for `parse` to raise when the landing zone asks for the records
+            return key, error
+
+    def _read_environment(
+        self, data: dict[str, Any], defaults: dict[str, Any]
+    ) -> tuple[str | None, "list[CanonicalRecord] | Exception"]:
+        """`_identity` and `_environment` of a reading, its sensor and time looked up once (the hot path)."""
+        sensor = _first(data, *_SENSOR_FIELDS) or defaults.get("sensor")
+        moment: datetime | Exception
+        try:
+            moment = self._time(_first(data, *_TIME_FIELDS))
+        except Exception as error:  # no identity; `_environment` reports it when the records are asked for
+            moment = error
+        key = None
+        if sensor is not None and isinstance(moment, datetime):
+            # The same key as `_identity` gives (keys of messages landed earlier must still match).
+            quantity = _first(data, "quantity") or defaults.get("quantity")
+            when = _isoformat(moment)
+            key = f"env/{sensor}/{quantity}/{when}" if quantity and "readings" not in data else f"env/{sensor}/{when}"
+        try:
+            return key, self._environment(data, defaults, looked_up=(sensor, moment))
+        except ValidationError as error:
+            return key, _schema_violation(error)
         except Exception as error:  # kept for `parse` to raise when the landing zone asks for the records
             return key, error
 
@@ -398,13 +437,24 @@ class MqttAdapter(Adapter):
             source_time=moment,
         )
 
-    def _environment(self, data: dict[str, Any], defaults: dict[str, Any]) -> list[CanonicalRecord]:
-        sensor = _first(data, "sensor", "sensor_id", "sensorId", "device") or defaults.get("sensor")
+    def _environment(
+        self,
+        data: dict[str, Any],
+        defaults: dict[str, Any],
+        looked_up: "tuple[Any, datetime | Exception] | None" = None,
+    ) -> list[CanonicalRecord]:
+        # `looked_up`: the sensor and the time (or why it has none) when the caller already read them.
+        sensor = looked_up[0] if looked_up is not None else _first(data, *_SENSOR_FIELDS) or defaults.get("sensor")
         if sensor is None:
             raise QuarantineError(MISSING_IDENTIFIER, "the reading names no sensor")
         sensor = _text(sensor, "sensor")
         room = self._room(data, defaults)
-        moment = self._time(_first(data, "time", "timestamp", "observed_at", "observedAt", "ts"))
+        if looked_up is None:
+            moment = self._time(_first(data, *_TIME_FIELDS))
+        elif isinstance(looked_up[1], Exception):
+            raise looked_up[1]
+        else:
+            moment = looked_up[1]
         readings = data.get("readings")
         if readings is None:
             quantity = _first(data, "quantity") or defaults.get("quantity")
@@ -458,7 +508,7 @@ class MqttAdapter(Adapter):
         if source_status is None:
             raise QuarantineError(SCHEMA_VIOLATION, "the equipment message has no status")
         source_status = _text(source_status, "status")
-        moment = self._time(_first(data, "time", "timestamp", "observed_at", "observedAt", "ts"))
+        moment = self._time(_first(data, *_TIME_FIELDS))
         return EquipmentStatus(
             instrument=instrument,
             status=_code("generic.equipment", source_status),
@@ -478,7 +528,7 @@ class MqttAdapter(Adapter):
             raise QuarantineError(SCHEMA_VIOLATION, "the video event has no type")
         source_type = _text(source_type, "event type")
         snapshot: dict[str, Any] = data["snapshot"] if isinstance(data.get("snapshot"), dict) else {}
-        moment = self._time(_first(data, "time", "timestamp", "observed_at", "observedAt", "ts"))
+        moment = self._time(_first(data, *_TIME_FIELDS))
         return VideoEvent(
             event_id=_text(event_id, "event id"),
             camera_id=_text(camera, "camera id"),
@@ -699,14 +749,16 @@ class MqttAdapter(Adapter):
 
     # --- receiving --------------------------------------------------------------------------------------------
 
-    def inbound(self, topic: str, payload: bytes, properties: Any = None) -> InboundMessage:
-        """The landing-zone message of one MQTT publication."""
-        content_type = "application/json"
-        headers: dict[str, str] = {}
-        if properties is not None:
-            content_type = getattr(properties, "ContentType", None) or content_type
-            for name, value in getattr(properties, "UserProperty", None) or []:
-                headers[str(name)] = str(value)
+    def inbound(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        content_type: str | None = None,
+        user_properties: "tuple[tuple[str, str], ...] | list[tuple[str, str]]" = (),
+    ) -> InboundMessage:
+        """The landing-zone message of one MQTT publication (MQTT 5 content type and user properties kept)."""
+        headers = {str(name): str(value) for name, value in user_properties} if user_properties else {}
         key, reading = self._read(topic, payload)
         source_time = None
         if isinstance(reading, list) and reading:
@@ -714,8 +766,8 @@ class MqttAdapter(Adapter):
             source_time = reading[0].source_time
         return _ReadMessage(
             payload=payload,
-            content_type=content_type,
-            source=f"{self.broker.url}/{topic}",
+            content_type=content_type or "application/json",
+            source=self._source_prefix + topic,
             transport=Transport.mqtt,
             stream=topic,
             source_time=source_time,
@@ -725,6 +777,10 @@ class MqttAdapter(Adapter):
             headers=headers,
             reading=reading,
         )
+
+    def tls_context(self) -> ssl.SSLContext:
+        """The TLS settings of an `mqtts://` broker: the system's trusted CAs and host-name checking."""
+        return ssl.create_default_context()
 
     def client_id(self, instance_id: str) -> str:
         """The stable client id the broker keeps the persistent session under."""
@@ -747,18 +803,24 @@ class MqttAdapter(Adapter):
             if attempt:
                 await context.record_success("connect", attempt + 1)
             attempt = 0
-            await context.report_health(connected=True, lag_s=0.0)
+            # Written beside the first batches rather than before them (a broker resuming the session is already
+            # sending its backlog); awaited before anything else reports on this connection.
+            connected = asyncio.ensure_future(context.report_health(connected=True, lag_s=0.0))
             try:
-                await self._consume(context, connection)
+                await self._consume(context, connection, connected)
             finally:
                 await connection.close()
+                await asyncio.wait({connected})
+                failure = connected.exception()
+            if failure is not None:
+                raise failure  # a failed health write fails the run, as it did when awaited in line
             if not context.stopping.is_set():
                 attempt = 1
                 detail = connection.error or "connection to the broker lost"
                 await context.report_health(connected=False, error=detail)
                 await context.retry_delay("connect", attempt, detail)
 
-    async def _next_batch(self, connection: "_Connection", stopping: asyncio.Event) -> list[mqtt.MQTTMessage]:
+    async def _next_batch(self, connection: "_Connection", stopping: asyncio.Event) -> list[Message]:
         loop = asyncio.get_running_loop()
         if not await connection.wait_for_messages(0.25):
             return []
@@ -786,28 +848,58 @@ class MqttAdapter(Adapter):
                 await context.record_success("land", attempt + 1)
             return
 
-    async def _consume(self, context: AdapterContext, connection: "_Connection") -> None:
+    async def _land_and_ack(
+        self, context: AdapterContext, connection: "_Connection", batch: list[Message], inbound: list[InboundMessage]
+    ) -> bool:
+        """Land a batch, then acknowledge it; False when the connection was lost before the acks could go."""
+        await self._land_with_retries(context, inbound)
+        if connection.lost.is_set():
+            # These acks would go nowhere: the broker redelivers the batch and it lands as duplicates.
+            return False
+        # PUBACK only now, after the landing transaction committed: this is what makes a crash lossless.
+        connection.ack(batch)
+        return True
+
+    async def _consume(
+        self, context: AdapterContext, connection: "_Connection", connected: "asyncio.Future[None]"
+    ) -> None:
         heartbeat_s = 10.0
         last_report = time.monotonic()
-        while not context.stopping.is_set() and not connection.lost.is_set():
-            batch = await self._next_batch(connection, context.stopping)
-            if batch:
-                inbound = [self.inbound(m.topic, bytes(m.payload), getattr(m, "properties", None)) for m in batch]
-                await self._land_with_retries(context, inbound)
-                if connection.lost.is_set():
-                    # These acks would go nowhere: the broker redelivers the batch and it lands as duplicates.
-                    return
-                # PUBACK only now, after the landing transaction committed: this is what makes a crash lossless.
-                for item in batch:
-                    connection.client.ack(item.mid, item.qos)
-                lag = max(0.0, time.monotonic() - batch[0].timestamp)
-                if time.monotonic() - last_report > heartbeat_s:
-                    await context.report_health(connected=True, lag_s=round(lag, 3))
+        landing: asyncio.Task[bool] | None = None  # the previous batch, landing in a worker thread
+        try:
+            while not context.stopping.is_set() and not connection.lost.is_set():
+                batch = await self._next_batch(connection, context.stopping)
+                # Read while the previous batch is written: its transaction leaves the interpreter free while the
+                # database works, and batches still land (and are acked) one after the other, in arrival order.
+                inbound = [
+                    self.inbound(m.topic, m.payload, content_type=m.content_type, user_properties=m.user_properties)
+                    for m in batch
+                ]
+                if landing is not None:
+                    acked = await landing
+                    landing = None
+                    if not acked:
+                        return  # lost: what is not acked (this batch too) comes again with the next session
+                if batch:
+                    landing = asyncio.ensure_future(self._land_and_ack(context, connection, batch, inbound))
+                    await asyncio.sleep(0)  # let it hand the batch to its thread before the next one is read
+                    if time.monotonic() - last_report > heartbeat_s and connected.done():
+                        lag = max(0.0, time.monotonic() - batch[0].received_at)
+                        await context.report_health(connected=True, lag_s=round(lag, 3))
+                        last_report = time.monotonic()
+                elif time.monotonic() - last_report > heartbeat_s and connected.done():
+                    # A quiet topic is not a dead source: the connection (kept alive by pings) is news from it.
+                    await context.report_health(connected=True, lag_s=0.0)
                     last_report = time.monotonic()
-            elif time.monotonic() - last_report > heartbeat_s:
-                # A quiet topic is not a dead source: the connection (kept alive by pings) is news from it.
-                await context.report_health(connected=True, lag_s=0.0)
-                last_report = time.monotonic()
+            if landing is not None:
+                await landing
+                landing = None
+        finally:
+            if landing is not None:
+                # Failed (or cancelled) while a batch was landing: its transaction runs to its end in its thread
+                # anyway; wait for it so that the next connection never lands beside it.
+                with contextlib.suppress(Exception):
+                    await landing
 
     async def check_health(self) -> bool:
         """Whether the broker accepts a connection now."""
@@ -824,14 +916,16 @@ class MqttAdapter(Adapter):
 
     def _publish_command(self, command: CommandRequest, topic: str, body: bytes) -> dict[str, Any]:
         client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2, client_id=f"qihub-cmd-{command.id}"[:128], protocol=self.protocol
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=f"qihub-cmd-{command.id}"[:128],
+            protocol=mqtt.MQTTv5 if self.protocol == MQTT_5 else mqtt.MQTTv311,
         )
         if self.broker.username:
             client.username_pw_set(self.broker.username, self.broker.password)
         if self.broker.scheme == "mqtts":
             client.tls_set()
         properties = None
-        if self.protocol == mqtt.MQTTv5:
+        if self.protocol == MQTT_5:
             properties = Properties(PacketTypes.PUBLISH)
             properties.ContentType = "application/json"
             properties.UserProperty = [("idempotency-key", command.idempotency_key), ("command-id", command.id)]
@@ -880,156 +974,87 @@ class MqttAdapter(Adapter):
 
 
 class _Connection:
-    """One MQTT connection: paho's network thread feeding a buffer the adapter drains; acks are sent by the adapter.
+    """One MQTT connection of the adapter: an `MqttSubscriber` with the instance's session, login and subscriptions.
 
-    The network thread appends each message to a deque and wakes the event loop only when it may be waiting
-    (one `call_soon_threadsafe` per burst rather than per message: each costs a wake-up of the loop).
+    Receiving runs on the adapter's event loop (no network thread): messages wait in the subscriber's buffer until
+    the adapter takes a batch, and their PUBACKs go out in one write once that batch's landing has committed.
     """
 
     def __init__(self, adapter: MqttAdapter, *, client_id: str) -> None:
         self.adapter = adapter
-        self.loop = asyncio.get_running_loop()
-        self.buffer: collections.deque[mqtt.MQTTMessage] = collections.deque()
-        self.arrived = asyncio.Event()
-        self._signalled = False  # a wake-up is on its way to the loop (set by the network thread)
-        self.ready = asyncio.Event()
-        self.lost = asyncio.Event()
-        self.error: str | None = None
-        self._pending_subscriptions: set[int] = set()
-        self._disconnected = threading.Event()
-        self._started = False
-        v5 = adapter.protocol == mqtt.MQTTv5
-        self.client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
+        broker, config = adapter.broker, adapter.config
+        v5 = adapter.protocol == MQTT_5
+        self.subscriber = MqttSubscriber(
+            host=broker.host,
+            port=broker.port,
             client_id=client_id,
-            protocol=adapter.protocol,
-            clean_session=None if v5 else False,
-        )
-        self.client.manual_ack_set(True)
-        # paho's network thread would reconnect by itself after a drop, and a second connection under the same
-        # client id takes the session over from the one the adapter opens next: reconnecting is left to the
-        # adapter (with recorded backoff), so paho's own retry is pushed beyond the life of this connection.
-        self.client.reconnect_delay_set(min_delay=3600, max_delay=3600)
-        if adapter.broker.username:
-            self.client.username_pw_set(adapter.broker.username, adapter.broker.password)
-        if adapter.broker.scheme == "mqtts":
-            self.client.tls_set()
-        self.client.on_message = self._on_message
-        self.client.on_connect = self._on_connect
-        self.client.on_subscribe = self._on_subscribe
-        self.client.on_disconnect = self._on_disconnect
-
-    # paho calls these from its network thread: hand everything to the event loop.
-    def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
-        self.buffer.append(message)
-        if not self._signalled:
-            self._signalled = True
-            self.loop.call_soon_threadsafe(self.arrived.set)
-
-    async def wait_for_messages(self, timeout_s: float) -> bool:
-        """Whether messages are buffered, waiting up to `timeout_s` for some to arrive."""
-        deadline = self.loop.time() + timeout_s
-        while not self.buffer:
-            # Reset before looking: a message appended after the look finds the flag down and wakes the loop.
-            self.arrived.clear()
-            self._signalled = False
-            if self.buffer:
-                break
-            remaining = deadline - self.loop.time()
-            if remaining <= 0:
-                return False
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.arrived.wait(), timeout=remaining)
-        return True
-
-    def take(self, count: int) -> list[mqtt.MQTTMessage]:
-        """Up to `count` buffered messages, oldest first."""
-        buffer = self.buffer
-        taken: list[mqtt.MQTTMessage] = []
-        while buffer and len(taken) < count:
-            taken.append(buffer.popleft())
-        return taken
-
-    def _on_connect(self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _properties: Any) -> None:
-        if reason.is_failure:
-            self._fail(f"the broker refused the connection: {reason}")
-            return
-        topics = [(subscription["topic"], 1) for subscription in self.adapter.subscriptions]
-        result, mid = client.subscribe(topics)
-        if result != mqtt.MQTT_ERR_SUCCESS or mid is None:
-            self._fail(f"subscribing failed: {mqtt.error_string(result)}")
-            return
-        self._pending_subscriptions.add(mid)
-
-    def _on_subscribe(self, _client: mqtt.Client, _userdata: Any, mid: int, reasons: list[Any], _props: Any) -> None:
-        refused = [str(reason) for reason in reasons if reason.is_failure or int(reason.value) != 1]
-        if refused:
-            # QoS 0 would lose messages across a crash: refuse to run rather than pretend at-least-once.
-            self._fail(f"the broker did not grant QoS 1 on every subscription: {', '.join(refused)}")
-            return
-        self._pending_subscriptions.discard(mid)
-        self.loop.call_soon_threadsafe(self.ready.set)
-
-    def _on_disconnect(self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
-        self._disconnected.set()
-        self._fail(f"disconnected from the broker: {reason}")
-
-    def _fail(self, detail: str) -> None:
-        self.error = self.error or detail
-        self.loop.call_soon_threadsafe(self.lost.set)
-
-    def _connect(self) -> None:
-        properties = None
-        if self.adapter.protocol == mqtt.MQTTv5:
-            properties = Properties(PacketTypes.CONNECT)
+            version=adapter.protocol,
+            clean_start=False,  # the persistent session keeps what was not acknowledged across a restart
+            keepalive_s=int(config.get("keepalive_s", 30)),
+            username=broker.username,
+            password=broker.password,
             # Without a session expiry an MQTT 5 session ends at disconnect and unacknowledged messages with it.
-            properties.SessionExpiryInterval = int(self.adapter.config.get("session_expiry_s", 604800))
-            properties.ReceiveMaximum = self.adapter.receive_maximum
-            self.client.connect(
-                self.adapter.broker.host,
-                self.adapter.broker.port,
-                keepalive=int(self.adapter.config.get("keepalive_s", 30)),
-                clean_start=False,
-                properties=properties,
-            )
-        else:
-            self.client.connect(
-                self.adapter.broker.host,
-                self.adapter.broker.port,
-                keepalive=int(self.adapter.config.get("keepalive_s", 30)),
-            )
+            session_expiry_s=int(config.get("session_expiry_s", 604800)) if v5 else None,
+            receive_maximum=adapter.receive_maximum if v5 else None,
+            ssl_context=adapter.tls_context() if broker.scheme == "mqtts" else None,
+        )
+        self.lost = self.subscriber.lost
+
+    @property
+    def error(self) -> str | None:
+        """Why the connection ended (None while it is up)."""
+        return self.subscriber.error
 
     async def open(self, *, timeout_s: float) -> None:
-        """Connect and subscribe; raises ConnectionError when the broker is unreachable or refuses.
+        """Connect and subscribe; raises ConnectionError (or TimeoutError) when the broker is unreachable or refuses.
 
         Returns at the subscription acknowledgement, or as soon as messages arrive: a broker resuming a
         persistent session sends its queued backlog before it answers the SUBSCRIBE, and waiting for the SUBACK
         behind thousands of messages would leave them all unlanded meanwhile. A subscription refused later still
         fails the connection (`lost`); what was delivered before that came at QoS 1 and is landed and acked.
         """
-        await asyncio.wait_for(asyncio.to_thread(self._connect), timeout=timeout_s)
-        self.client.loop_start()
-        self._started = True
-        ready = asyncio.ensure_future(self.ready.wait())
+        subscriber = self.subscriber
+        await subscriber.connect(timeout_s=timeout_s)
+        suback = subscriber.subscribe([(subscription["topic"], 1) for subscription in self.adapter.subscriptions])
+        suback.add_done_callback(self._check_grants)
         lost = asyncio.ensure_future(self.lost.wait())
-        arrived = asyncio.ensure_future(self.arrived.wait())
-        done, pending = await asyncio.wait(
-            {ready, lost, arrived}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
-        )
-        for task in pending:
-            task.cancel()
-        if self.lost.is_set() or not done:
-            raise ConnectionError(self.error or f"no subscription acknowledgement within {timeout_s} s")
+        arrived = asyncio.ensure_future(subscriber.wait_for_messages(timeout_s))
+        waiters: set[asyncio.Future[Any]] = {suback, lost, arrived}
+        try:
+            await asyncio.wait(waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            lost.cancel()
+            arrived.cancel()
+        if self.lost.is_set() or (suback.done() and subscriber.error):
+            raise ConnectionError(subscriber.error or "connection to the broker lost")
+        if not suback.done() and not subscriber.messages:
+            raise ConnectionError(f"no subscription acknowledgement within {timeout_s} s")
 
-    def _close(self) -> None:
-        with contextlib.suppress(Exception):
-            if self._started and self.client.disconnect() == mqtt.MQTT_ERR_SUCCESS:
-                # The network thread sends the queued PUBACKs before the DISCONNECT; stopping it before then would
-                # drop them and the broker would redeliver messages already landed.
-                self._disconnected.wait(5)
-        with contextlib.suppress(Exception):
-            self.client.loop_stop()
+    def _check_grants(self, suback: "asyncio.Future[list[int]]") -> None:
+        if suback.cancelled() or suback.exception() is not None:
+            return  # the connection ended first: `lost` tells
+        v5 = self.adapter.protocol == MQTT_5
+        refused = [
+            (reason_text(code) if v5 else "failure") if code >= 0x80 else f"QoS {code}"
+            for code in suback.result()
+            if code != 1
+        ]
+        if refused:
+            # QoS 0 would lose messages across a crash: refuse to run rather than pretend at-least-once.
+            self.subscriber.abort(f"the broker did not grant QoS 1 on every subscription: {', '.join(refused)}")
+
+    async def wait_for_messages(self, timeout_s: float) -> bool:
+        """Whether messages are buffered, waiting up to `timeout_s` for some to arrive."""
+        return await self.subscriber.wait_for_messages(timeout_s)
+
+    def take(self, count: int) -> list[Message]:
+        """Up to `count` buffered messages, oldest first."""
+        return self.subscriber.take(count)
+
+    def ack(self, messages: list[Message]) -> None:
+        """PUBACK these messages (one write for the batch)."""
+        self.subscriber.ack(messages)
 
     async def close(self) -> None:
-        """Disconnect (unacknowledged messages stay with the broker for the next session)."""
-        await asyncio.to_thread(self._close)
+        """Disconnect (unacknowledged messages stay with the broker for the next session; acks sent go first)."""
+        await self.subscriber.close()

@@ -10,6 +10,7 @@ import paho.mqtt.client as mqtt
 from sqlmodel import Session, select
 
 from adapters.builtin.mqtt import MqttAdapter
+from adapters.builtin.mqtt_wire import MqttSubscriber
 from adapters.framework import CommandRequest
 from adapters.models import AdapterAttempt, AdapterHealth, CanonicalRecordRow, LandingMessage
 from adapters.worker import Worker
@@ -152,15 +153,15 @@ def test_messages_landed_but_not_acknowledged_are_redelivered_and_counted_as_dup
     instance = _create_instance(hub, admin_headers, mqtt_url, topic_prefix)
     topic = f"{topic_prefix}/env/office-1"
     payloads = list(room_payloads())[:50]
-    original_ack = mqtt.Client.ack
-    mqtt.Client.ack = lambda self, mid, qos: mqtt.MQTT_ERR_SUCCESS  # the process "dies" before acking
+    original_ack = MqttSubscriber.ack
+    MqttSubscriber.ack = lambda self, messages: None  # type: ignore[method-assign]  # the process "dies" before acking
     try:
         with _BackgroundWorker(hub, instance["id"]):
             wait_until(lambda: _connected(hub.engine, instance["id"]), what="the adapter to subscribe")
             publish_all(mqtt_url, [(topic, payload) for payload in payloads])
             wait_until(lambda: landed(hub.engine, instance["id"]) == 50, what="the first landing")
     finally:
-        mqtt.Client.ack = original_ack
+        MqttSubscriber.ack = original_ack  # type: ignore[method-assign]
     with _BackgroundWorker(hub, instance["id"]):
         wait_until(lambda: counters(hub.engine, instance["id"]).duplicates >= 50, what="the redelivery")
     totals = counters(hub.engine, instance["id"])
