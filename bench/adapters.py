@@ -23,8 +23,9 @@ consumers of the same backlog, in the same run and on the same broker:
 3. **fused**: the same with the worker also fusing the records into an embedded Oxigraph store (SOSA/QUDT/PROV
    named graphs), timed until the last record is in the graph.
 
-Every consumer speaks the same MQTT version (`--protocol`, default 5 as the hub's adapter; paho decodes an MQTT 5
-PUBLISH's properties into an object per message, which 3.1.1 does not, so each version has its own ceiling).
+Every consumer speaks the same MQTT version (`--protocol`, default 5 as the hub's adapter). The raw subscriber is
+aiomqtt on paho, which decodes an MQTT 5 PUBLISH's properties into an object per message (3.1.1 has none); the
+hub's adapter receives through its own subscriber (adapters/builtin/mqtt_wire.py), which parses whole reads.
 Each consumer drains a backlog queued for its persistent session while it was offline (published beforehand,
 so publisher speed does not enter the figure). Raw rate = messages / (its connection → last message); landing
 and fused rate = messages / (worker start → last message landed, or fused), so the worker's start and connection
