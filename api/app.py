@@ -11,6 +11,7 @@ from api.graph import install_graph
 from api.logging import configure_logging
 from api.metrics import HubMetrics, install_metrics
 from api.openapi import install_openapi
+from api.route_index import index_routes
 from api.routers import (
     adapter_push,
     adapter_rules,
@@ -36,6 +37,7 @@ from api.routers import (
     verification,
 )
 from api.trust import install_trust
+from api.verification_pool import VerificationPool
 from organizations.service import ensure_bootstrap_admin
 from storage.database import make_engine, session_scope
 from storage.events import EventHooks
@@ -80,6 +82,9 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     install_openapi(app)
     install_metrics(app, app.state.metrics)
     install_trust(app)
+    # Public verifications run in processes of their own (started on first use): one API process, every core.
+    app.state.verification_pool = VerificationPool(settings, engine=engine)
+    app.router.on_shutdown.append(app.state.verification_pool.shutdown)
     install_graph(app)
     # Canonical adapter records reach the graph from this process: the embedded store has one writer.
     install_adapter_fusion(app)
@@ -89,4 +94,5 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     routers += [maturity, adapter_push, adapters, commands, events, adapter_rules, sensorthings]
     for module in routers:
         app.include_router(module.router)
+    index_routes(app)
     return app

@@ -46,7 +46,8 @@ class SignerNotBoundToLabError(InvalidInputError):
 # Building the trust context reads the trust registry and signs a fresh hub CRL (about 3 ms): public
 # verifications reuse it for a few seconds. A change to the trust registry made by this process (a new anchor,
 # a revoked signing certificate, a lab's accreditation) drops it at once (`forget_trust_contexts`, wired in
-# api/trust.py); other worker processes see it within TRUST_CACHE_SECONDS. Submissions always build a fresh one.
+# api/trust.py), and the API process's verification processes at their next job (`follow_generations`); other
+# API processes see it within TRUST_CACHE_SECONDS. Submissions always build a fresh one.
 TRUST_CACHE_SECONDS: Final = 5.0
 _trust_cache: dict[tuple[str | None, str, str, str], tuple[float, TrustContext]] = {}
 _trust_cache_lock = threading.Lock()
@@ -168,6 +169,28 @@ def forget_registry_entries() -> None:
     with _trust_cache_lock:
         _registry_generation += 1
         _registry_cache.clear()
+
+
+def cache_generations() -> tuple[int, int]:
+    """How many times this process dropped its trust contexts and its registry lookups (see `follow_generations`)."""
+    return _trust_generation, _registry_generation
+
+
+_followed_generations: tuple[int, int] | None = None
+
+
+def follow_generations(generations: tuple[int, int]) -> None:
+    """Drop what this process cached before a change that another process (its `cache_generations`) committed."""
+    # A verification process gets the API process's generations with every job (api/verification_pool.py), so
+    # a change committed through the API reaches the very next verification.
+    global _followed_generations
+    previous, _followed_generations = _followed_generations, generations
+    if previous is None:
+        return  # nothing cached yet that predates a change
+    if previous[0] != generations[0]:
+        forget_trust_contexts()
+    if previous[1] != generations[1]:
+        forget_registry_entries()
 
 
 def _recent_registry_entry(

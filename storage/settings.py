@@ -1,5 +1,6 @@
 """Hub configuration from `QIHUB_*` environment variables, with safe defaults for one machine."""
 
+import os
 from functools import cached_property
 from pathlib import Path
 
@@ -38,6 +39,15 @@ class Settings(BaseSettings):
     pkcs11_module: str | None = Field(default=None, description="PKCS#11 module path (e.g. SoftHSM2) for keys.")
     pkcs11_token_label: str | None = Field(default=None, description="PKCS#11 token label.")
     pkcs11_pin: str | None = Field(default=None, description="PKCS#11 user PIN.")
+
+    # --- verification (api/verification_pool.py): processes verifying beside the API process ---------------
+    verify_processes: int = Field(
+        default_factory=lambda: min(2, os.cpu_count() or 1),
+        ge=0,
+        description="Processes that run public verifications (verification is CPU-bound and holds the GIL, "
+        "so the API process alone uses one core); started on first use; 0 verifies in the API process. "
+        "Default min(2, CPUs).",
+    )
 
     # --- knowledge graph (graph/): store and SPARQL endpoint ---------------------------------------------
     graph_dir: Path | None = Field(default=None, description="Embedded Oxigraph store; default <data_dir>/graph.")

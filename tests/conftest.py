@@ -102,7 +102,11 @@ def hub(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Hub]:
     if request.param == "postgres":
         database_url = request.getfixturevalue("postgres_url")
         _truncate_all(database_url) if _has_tables(database_url) else None
-    settings = Settings(data_dir=tmp_path / "data", database_url=database_url, bootstrap_admin_key=ADMIN_KEY)
+    # Verification runs in the API process here: the pool's own tests (tests/api/test_verification_pool.py)
+    # cover the processes, and hundreds of short-lived hubs need not start them.
+    settings = Settings(
+        data_dir=tmp_path / "data", database_url=database_url, bootstrap_admin_key=ADMIN_KEY, verify_processes=0
+    )
     app = create_app(settings)
     with TestClient(app, raise_server_exceptions=False) as client:
         yield Hub(client=client, settings=settings, backend=request.param)
