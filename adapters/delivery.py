@@ -5,7 +5,7 @@ committed), then POSTed with the Standard Webhooks headers (`adapters.webhooks.s
 outcome recorded. A worker that dies mid-delivery leaves a lease that expires, so the event is sent again
 (at-least-once; receivers de-duplicate on `webhook-id`, the CloudEvents id). A 2xx answer delivers it; any
 other answer or a network error schedules the next attempt after an exponential backoff
-(`WEBHOOK_RETRY_BASE_S` doubled per failure, at most `WEBHOOK_RETRY_MAX_S`); after
+(`settings.webhook_retry_base_s` doubled per failure, at most `settings.webhook_retry_max_s`); after
 `settings.webhook_max_attempts` failures the delivery is dead.
 
 MQTT: when `settings.events_mqtt_url` is set, every event not yet published goes, in outbox order, to
@@ -33,15 +33,13 @@ from storage.settings import Settings
 
 log = structlog.get_logger("qihub.delivery")
 
-WEBHOOK_RETRY_BASE_S = 5.0
-WEBHOOK_RETRY_MAX_S = 6 * 3600.0
 WEBHOOK_CONCURRENCY = 8
 _ERROR_LENGTH = 500
 
 
-def webhook_backoff_s(failures: int) -> float:
-    """Seconds to wait after the n-th failed attempt (5 s, 10 s, 20 s, … up to 6 h)."""
-    return float(min(WEBHOOK_RETRY_BASE_S * 2 ** max(failures - 1, 0), WEBHOOK_RETRY_MAX_S))
+def webhook_backoff_s(failures: int, settings: Settings) -> float:
+    """Seconds to wait after the n-th failed attempt (by default 5 s, 10 s, 20 s, … up to 6 h)."""
+    return float(min(settings.webhook_retry_base_s * 2 ** max(failures - 1, 0), settings.webhook_retry_max_s))
 
 
 @dataclass(frozen=True)
@@ -139,7 +137,7 @@ def _record(engine: Engine, *, outcomes: list[_Outcome], settings: Settings, now
                 log.warning("webhook delivery dead", delivery=delivery.id, attempts=delivery.attempts)
             else:
                 delivery.status = DeliveryStatus.failed
-                delivery.next_attempt_at = now + timedelta(seconds=webhook_backoff_s(delivery.attempts))
+                delivery.next_attempt_at = now + timedelta(seconds=webhook_backoff_s(delivery.attempts, settings))
             session.add(delivery)
 
 

@@ -77,6 +77,10 @@ class Settings(BaseSettings):
     events_mqtt_topic_prefix: str = Field(default="qihub/events", description="Topic prefix of published events.")
     webhook_timeout_s: float = Field(default=5.0, description="Timeout of one webhook delivery.")
     webhook_max_attempts: int = Field(default=8, description="Deliveries tried before an event is dead-lettered.")
+    webhook_retry_base_s: float = Field(
+        default=5.0, gt=0, description="Wait after a webhook's first failed attempt; doubled per further failure."
+    )
+    webhook_retry_max_s: float = Field(default=6 * 3600.0, gt=0, description="Longest wait between two attempts.")
     command_max_attempts: int = Field(default=5, description="Tries of a write-back command before dead-lettering.")
     complaint_warning_hours: float = Field(
         default=24.0, description="A complaint.deadline.near event fires this long before the deadline."

@@ -12,6 +12,7 @@ from adapters.delivery import deliver_pending, webhook_backoff_s
 from adapters.framework import ManualClock
 from adapters.models import DeliveryStatus, WebhookDelivery
 from storage.database import session_scope
+from storage.settings import Settings
 from tests.adapters.events_support import WebhookReceiver, land, make_instance, sample
 
 
@@ -80,9 +81,9 @@ def test_failed_delivery_is_retried_after_backoff_with_the_same_id(hub, receiver
     (delivery,) = _deliveries(hub)
     assert (delivery.status, delivery.attempts, delivery.last_status_code) == (DeliveryStatus.failed, 1, 500)
     assert _deliver(hub, now_clock) == 0 and len(receiver.requests) == 1  # not due before its backoff
-    now_clock.advance(seconds=webhook_backoff_s(1))
+    now_clock.advance(seconds=webhook_backoff_s(1, hub.settings))
     assert _deliver(hub, now_clock) == 0
-    now_clock.advance(seconds=webhook_backoff_s(2))
+    now_clock.advance(seconds=webhook_backoff_s(2, hub.settings))
     assert _deliver(hub, now_clock) == 1
 
     assert len(receiver.requests) == 3
@@ -91,7 +92,7 @@ def test_failed_delivery_is_retried_after_backoff_with_the_same_id(hub, receiver
         Webhook(created["secret"]).verify(request["body"], request["headers"])
     (delivery,) = _deliveries(hub)
     assert (delivery.status, delivery.attempts, delivery.last_status_code) == (DeliveryStatus.delivered, 3, 200)
-    assert webhook_backoff_s(2) == 2 * webhook_backoff_s(1)
+    assert webhook_backoff_s(2, hub.settings) == 2 * webhook_backoff_s(1, hub.settings)
 
 
 def test_delivery_is_dead_after_the_maximum_attempts(hub, receiver, now_clock):
@@ -103,10 +104,18 @@ def test_delivery_is_dead_after_the_maximum_attempts(hub, receiver, now_clock):
     settings = hub.settings.model_copy(update={"webhook_max_attempts": 3})
     for attempt in range(1, 6):
         _deliver(hub, now_clock, settings)
-        now_clock.advance(seconds=webhook_backoff_s(attempt))
+        now_clock.advance(seconds=webhook_backoff_s(attempt, settings))
     (delivery,) = _deliveries(hub)
     assert (delivery.status, delivery.attempts) == (DeliveryStatus.dead, 3)
     assert len(receiver.requests) == 3
+
+
+def test_the_retry_schedule_follows_the_configured_base_and_cap():
+    settings = Settings(webhook_retry_base_s=2, webhook_retry_max_s=10)
+    assert [webhook_backoff_s(failures, settings) for failures in range(1, 6)] == [2, 4, 8, 10, 10]
+    default = Settings()
+    assert [webhook_backoff_s(failures, default) for failures in (1, 2, 3)] == [5, 10, 20]
+    assert webhook_backoff_s(40, default) == 6 * 3600
 
 
 def test_unreachable_endpoint_counts_as_a_failed_attempt(hub, now_clock):
