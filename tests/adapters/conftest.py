@@ -80,3 +80,19 @@ def topic_prefix() -> str:
 def manual_clock() -> ManualClock:
     """A controllable clock starting at a fixed moment."""
     return ManualClock(datetime(2026, 3, 2, 8, 0, tzinfo=UTC))
+
+
+@pytest.fixture
+def landed_records(monkeypatch: pytest.MonkeyPatch) -> list:
+    """Every (row, record) pair landing hands to the pipeline, while the pipeline still runs as usual."""
+    from adapters import landing
+
+    seen: list = []
+    real = landing.pipeline.after_landing
+
+    def spy(session, *, instance, records, clock):  # type: ignore[no-untyped-def]
+        seen.extend(records)
+        real(session, instance=instance, records=records, clock=clock)
+
+    monkeypatch.setattr(landing.pipeline, "after_landing", spy)
+    return seen

@@ -225,18 +225,13 @@ def test_an_empty_batch_changes_nothing(hub, manual_clock):
         assert session.get(AdapterCounters, instance.id) is None
 
 
-def test_a_batch_larger_than_one_statement_is_inserted_in_chunks_with_every_id_matched(hub, manual_clock, monkeypatch):
+def test_a_batch_larger_than_one_statement_is_inserted_in_chunks_with_every_id_matched(
+    hub, manual_clock, monkeypatch, landed_records
+):
     # Twenty bound parameters per statement: one message row (17 columns) or two record rows (8) at a time.
     monkeypatch.setattr(landing, "_MAX_PARAMETERS", {"sqlite": 20, "postgresql": 20})
     instance = _instance(hub.engine)
-    seen = []
-    real = landing.pipeline.after_landing
-
-    def spy(session, *, instance, records, clock):
-        seen.extend(records)
-        real(session, instance=instance, records=records, clock=clock)
-
-    monkeypatch.setattr(landing.pipeline, "after_landing", spy)
+    seen = landed_records
     messages = [_message(_reading(f"T-{i}", f"{i}.0", i % 60)) for i in range(7)] + [_message(b"{")]
     report = _land(hub.engine, instance, messages, manual_clock)
     assert (report.received, report.accepted, report.quarantined) == (8, 7, 1)

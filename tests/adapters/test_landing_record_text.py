@@ -5,7 +5,6 @@ import uuid
 
 from sqlmodel import select
 
-from adapters import landing
 from adapters.canonical import record_json
 from adapters.framework import InboundMessage, Transport
 from adapters.landing import land_messages
@@ -15,21 +14,14 @@ from tests.adapters.echo_adapter import EchoAdapter
 
 
 def test_records_stored_as_json_text_read_back_as_their_canonical_json_on_both_databases(
-    hub, manual_clock, monkeypatch
+    hub, manual_clock, landed_records
 ):
     with session_scope(hub.engine) as session:
         instance = AdapterInstance(
             name=f"echo-{uuid.uuid4().hex[:8]}", adapter="echo-test", adapter_version="0.1.0", config={}
         )
         session.add(instance)
-    seen = []
-    real = landing.pipeline.after_landing
-
-    def spy(session, *, instance, records, clock):
-        seen.extend(records)
-        real(session, instance=instance, records=records, clock=clock)
-
-    monkeypatch.setattr(landing.pipeline, "after_landing", spy)
+    seen = landed_records
     bodies = [
         # Digits as written, a room and sensor that are not ASCII, quotes and a backslash to escape.
         b'{"sensor": "\xe6\xb8\xa9\xe5\xba\xa6-1", "value": 20.10, "at": "2026-03-02T08:01:00+08:00"}',
