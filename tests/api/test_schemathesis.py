@@ -103,7 +103,8 @@ def seeded_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeededHub]:
         lab_headers = {"Authorization": f"Bearer {key.json()['key']}"}
         draft_id = _submit(client, lab_headers, issue=False)
         issued_id = _submit(client, lab_headers, issue=True)
-    yield SeededHub(app=app, lab_id=lab_id, lab_headers=lab_headers, draft_id=draft_id, issued_id=issued_id)
+        # Fuzzed inside the app's lifespan, as a served hub is: its verification processes are running.
+        yield SeededHub(app=app, lab_id=lab_id, lab_headers=lab_headers, draft_id=draft_id, issued_id=issued_id)
     app.state.engine.dispose()
 
 
