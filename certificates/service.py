@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from lxml import etree
-from sqlalchemy import exists, insert, or_
+from sqlalchemy import Connection, Executable, bindparam, exists, insert, or_
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm.attributes import instance_dict
 from sqlmodel import Session, SQLModel, col, select
@@ -140,6 +140,26 @@ ModelT = TypeVar("ModelT", bound=SQLModel)
 _DOCUMENTS_TABLE = SQLModel.metadata.tables["stored_documents"]
 _CERTIFICATES_TABLE = SQLModel.metadata.tables["certificates"]
 _EVENTS_TABLE = SQLModel.metadata.tables["audit_events"]
+# Built once: constructing a statement (and its cache key) per submission cost more than running it.
+_INSERT_DOCUMENTS = insert(_DOCUMENTS_TABLE)
+_INSERT_CERTIFICATES = insert(_CERTIFICATES_TABLE)
+_INSERT_EVENTS = insert(_EVENTS_TABLE).returning(_EVENTS_TABLE.c.subject_id, _EVENTS_TABLE.c.id)
+# Whether this lab registered the bytes (its certificate's id) and whether they are stored (by anyone).
+_REGISTERED_AND_STORED = select(
+    select(_CERTIFICATES_TABLE.c.id)
+    .where(
+        _CERTIFICATES_TABLE.c.organization_id == bindparam("organization_id"),
+        _CERTIFICATES_TABLE.c.sha256 == bindparam("sha256"),
+    )
+    .scalar_subquery(),
+    exists().where(_DOCUMENTS_TABLE.c.sha256 == bindparam("sha256")),
+)
+
+
+def _execute_rows(connection: Connection, statement: Executable, rows: list[dict[str, Any]]) -> Any:
+    """Run an INSERT for some rows: one plain execution for a single row, one multi-row statement for more."""
+    # A one-element list would take the executemany path, whose setup costs more than the insert itself.
+    return connection.execute(statement, rows[0] if len(rows) == 1 else rows)
 
 
 def _as_loaded(model: type[ModelT], values: dict[str, Any]) -> ModelT:
@@ -211,10 +231,12 @@ def _insert_registered(
     source: str,
 ) -> None:
     """Insert new documents and certificates, then their "submitted" events, each dispatched to the listeners."""
+    # The session's connection (its transaction), without the ORM's execution layer: these are plain Core rows.
+    connection = session.connection()
     # Documents first: the certificates' foreign keys need them.
     if documents:
-        session.execute(insert(_DOCUMENTS_TABLE), documents)
-    session.execute(insert(_CERTIFICATES_TABLE), certificates)
+        _execute_rows(connection, _INSERT_DOCUMENTS, documents)
+    _execute_rows(connection, _INSERT_CERTIFICATES, certificates)
     events = [
         {
             "subject_kind": SUBJECT,
@@ -230,8 +252,7 @@ def _insert_registered(
     ]
     # The listeners get each event with its row's id and time, as after a flush. The ids are matched by subject
     # (one new certificate each), not by position: asking for them in row order makes SQLite insert row by row.
-    statement = insert(_EVENTS_TABLE).returning(_EVENTS_TABLE.c.subject_id, _EVENTS_TABLE.c.id)
-    ids: dict[str, int] = dict(session.execute(statement, events).tuples().all())
+    ids: dict[str, int] = {subject_id: id_ for subject_id, id_ in _execute_rows(connection, _INSERT_EVENTS, events)}
     for values in events:
         dispatch_in_transaction(session, _as_loaded(AuditEvent, {"id": ids[values["subject_id"]], **values}))
 
@@ -268,12 +289,9 @@ def submit_certificate(
     """Validate and register a parsed document; an invalid one is refused and nothing is stored."""
     report = _valid_report(root)
     digest = sha256_hex(content)
-    table = _CERTIFICATES_TABLE
-    # Core statements on the tables: the ORM's compilation of entity queries costs more than the query. One
-    # statement asks both whether this lab registered the bytes and whether they are stored (by anyone).
-    registered = select(table.c.id).where(table.c.organization_id == actor.organization.id, table.c.sha256 == digest)
-    statement = select(registered.scalar_subquery(), exists().where(_DOCUMENTS_TABLE.c.sha256 == digest))
-    existing, stored = session.execute(statement).one()
+    # Core statements on the tables: the ORM's compilation of entity queries costs more than the query.
+    parameters = {"organization_id": actor.organization.id, "sha256": digest}
+    existing, stored = session.connection().execute(_REGISTERED_AND_STORED, parameters).one()
     if existing is not None:
         raise _already_registered(existing)
     row = _certificate_row(
@@ -376,7 +394,7 @@ def submit_certificates(
         statement = select(table.c.sha256, table.c.id).where(
             table.c.organization_id == actor.organization.id, table.c.sha256.in_(chunk)
         )
-        registered.update(session.execute(statement).tuples().all())
+        registered.update((sha256, id_) for sha256, id_ in session.execute(statement))
     rows: list[dict[str, Any]] = []
     contents: list[tuple[bytes, str]] = []
     for outcome, row, content in prepared:

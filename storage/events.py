@@ -41,6 +41,11 @@ def dispatch_in_transaction(session: Session, event: AuditEvent) -> None:
         session.info.setdefault(PENDING_KEY, []).append(event)
 
 
+def has_pending_events(session: Session) -> bool:
+    """Whether after-commit listeners are queued for this session's events."""
+    return bool(session.info.get(PENDING_KEY))
+
+
 def dispatch_after_commit(session: Session) -> None:
     """Run the queued after-commit listeners (called by `session_scope` after a successful commit)."""
     hooks: EventHooks | None = session.info.get(HOOKS_KEY)

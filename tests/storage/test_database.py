@@ -1,5 +1,7 @@
 """Migrations and storage guarantees, on SQLite and PostgreSQL."""
 
+from contextlib import nullcontext
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -7,7 +9,8 @@ from sqlalchemy.exc import DatabaseError
 from sqlmodel import SQLModel, text
 
 import api.tables  # noqa: F401 - registers every domain's tables
-from storage.database import session_scope
+from storage.database import commit_session, end_session, needs_ending, open_session, session_scope, writer_turn
+from storage.events import EventHooks
 from storage.migrate import current_revision
 from storage.models import AuditEvent
 from storage.service import list_events, record_event, store_document
@@ -40,3 +43,53 @@ def test_documents_are_stored_once_by_hash(hub):
     with session_scope(hub.engine) as session:
         count = session.exec(text("SELECT count(*) FROM stored_documents")).one()  # type: ignore[call-overload]
         assert count[0] == 1
+
+
+def _hooks_recording(seen: list[str]) -> EventHooks:
+    hooks = EventHooks()
+    hooks.on_event("certificate", lambda session, event: seen.append(event.subject_id), after_commit=True)
+    return hooks
+
+
+def test_ending_a_session_commits_then_runs_the_after_commit_listeners(hub):
+    seen: list[str] = []
+    session = open_session(hub.engine, hooks=_hooks_recording(seen))
+    assert not needs_ending(session)  # nothing read or written: closing it needs no database
+    record_event(session, subject_kind="certificate", subject_id="c1", action="submitted")
+    assert needs_ending(session) and seen == []
+    end_session(session, commit=True)
+    assert seen == ["c1"]
+    with session_scope(hub.engine) as check:
+        assert [event.subject_id for event in list_events(check, subject_kind="certificate", subject_id="c1")] == ["c1"]
+
+
+def test_a_session_its_handler_committed_ends_without_the_database(hub):
+    seen: list[str] = []
+    session = open_session(hub.engine, hooks=_hooks_recording(seen))
+    record_event(session, subject_kind="certificate", subject_id="c2", action="submitted")
+    commit_session(session)
+    assert seen == ["c2"]
+    assert not needs_ending(session)
+    session.close()
+
+
+def test_ending_a_session_without_commit_rolls_back_and_runs_no_listener(hub):
+    seen: list[str] = []
+    session = open_session(hub.engine, hooks=_hooks_recording(seen))
+    record_event(session, subject_kind="certificate", subject_id="c3", action="submitted")
+    end_session(session, commit=False)
+    assert seen == []
+    with session_scope(hub.engine) as check:
+        assert list_events(check, subject_kind="certificate", subject_id="c3") == []
+
+
+def test_sqlite_writers_take_turns_and_postgres_writers_need_none(hub):
+    turn = writer_turn(hub.engine)
+    if hub.backend == "sqlite":
+        assert turn is writer_turn(hub.engine)  # one lock per database engine
+        with turn:
+            assert not turn.acquire(blocking=False)  # type: ignore[attr-defined]
+        assert turn.acquire(blocking=False)  # type: ignore[attr-defined]
+        turn.release()  # type: ignore[attr-defined]
+    else:
+        assert isinstance(turn, nullcontext)
