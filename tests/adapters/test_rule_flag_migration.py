@@ -81,7 +81,7 @@ def test_flags_raised_before_the_migration_get_their_records_owner(empty_engine:
             details={"instanceId": "inst-iot"},
         )
 
-    upgrade_database(empty_engine)
+    upgrade_database(empty_engine, revision="0006")
 
     assert current_revision(empty_engine) == "0006"
     with empty_engine.connect() as connection:
