@@ -20,7 +20,9 @@ verifies in the API process's thread pool).
   processes, and fails every job in flight when one of its processes dies.
 * Domain errors and refused XML come back as the same exception classes (the same problems answer). When a
   process dies (killed, out of memory) the verification it was running answers 503 and the process is
-  replaced on demand; a job that never reached a process runs on a fresh one.
+  replaced on demand; a job that never reached a process runs on a fresh one. A process that takes longer than
+  `QIHUB_VERIFY_TIMEOUT_S` over one job (hung, or a pathological document) is killed the same way: its
+  request answers 503 `verification-timeout` rather than holding a worker for ever.
 """
 
 import asyncio
@@ -200,6 +202,7 @@ class VerificationPool:
 
     def __init__(self, settings: Settings, *, engine: Engine) -> None:
         self.processes = settings.verify_processes
+        self.timeout_s = settings.verify_timeout_s
         self._settings = settings
         self._engine = engine
         self._lock = threading.Lock()
@@ -360,10 +363,19 @@ class VerificationPool:
         loop = asyncio.get_running_loop()
         self.in_flight += 1
         try:
-            await loop.sock_sendall(process.channel, _HEADER.pack(len(payload)))
-            await loop.sock_sendall(process.channel, payload)
-            header = await _receive_exactly_async(loop, process.channel, _HEADER.size)
-            reply = await _receive_exactly_async(loop, process.channel, _HEADER.unpack(header)[0])
+            async with asyncio.timeout(self.timeout_s):
+                await loop.sock_sendall(process.channel, _HEADER.pack(len(payload)))
+                await loop.sock_sendall(process.channel, payload)
+                header = await _receive_exactly_async(loop, process.channel, _HEADER.size)
+                reply = await _receive_exactly_async(loop, process.channel, _HEADER.unpack(header)[0])
+        except TimeoutError as error:  # before OSError: TimeoutError is one
+            self._drop(process)
+            log.warning("verification.timeout", pid=process.process.pid, timeout_s=self.timeout_s)
+            raise ProblemError(
+                503,
+                "verification-timeout",
+                f"The verification took longer than {self.timeout_s:g} s and was stopped; try again later.",
+            ) from error
         except (OSError, EOFError) as error:
             self._drop(process)
             raise ProblemError(

@@ -48,6 +48,12 @@ class Settings(BaseSettings):
         "so the API process alone uses one core); started on first use; 0 verifies in the API process. "
         "Default min(2, CPUs).",
     )
+    verify_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Longest a verification process may take over one verification; a process that takes "
+        "longer (hung) is killed and replaced, and its request answers 503.",
+    )
 
     # --- knowledge graph (graph/): store and SPARQL endpoint ---------------------------------------------
     graph_dir: Path | None = Field(default=None, description="Embedded Oxigraph store; default <data_dir>/graph.")

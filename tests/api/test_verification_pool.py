@@ -175,6 +175,35 @@ def test_a_process_killed_mid_verification_answers_503_and_the_next_verification
     assert pool.lost == 1 and len(pool.process_ids()) == 1 and pool.process_ids() != [pid]
 
 
+def test_a_process_that_hangs_past_the_timeout_is_killed_and_its_request_answers_503(tmp_path):
+    settings = Settings(
+        data_dir=tmp_path / "data", bootstrap_admin_key=ADMIN_KEY, verify_processes=1, verify_timeout_s=1.0
+    )
+    app = create_app(settings)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        hub = Hub(client=client, settings=settings, backend="sqlite")
+        _, _, key, chain = _signing_lab(hub, "Lab Pool Hung")
+        signed = sign_dcc(DCC, private_key=key, certificate_chain=chain)
+        assert client.post("/api/v1/verify", content=signed, headers=XML).status_code == 200
+        pool = _pool(hub)
+        [pid] = pool.process_ids()
+        os.kill(pid, signal.SIGSTOP)  # alive but never answers: only the timeout frees the request
+        try:
+            hung = client.post("/api/v1/verify", content=signed, headers=XML)
+        finally:
+            if _exists(pid):
+                os.kill(pid, signal.SIGKILL)
+        assert hung.status_code == 503
+        assert hung.headers["content-type"] == "application/problem+json"
+        assert hung.json()["code"] == "verification-timeout"
+        _wait_for(lambda: not _exists(pid))  # killed by the pool, not left stopped
+
+        again = client.post("/api/v1/verify", content=signed, headers=XML)
+        assert again.status_code == 200 and again.json()["indication"] == "TOTAL_PASSED"
+        assert pool.lost == 1 and pool.process_ids() not in ([], [pid])
+    app.state.engine.dispose()
+
+
 def test_a_process_that_died_while_idle_is_replaced_without_failing_a_verification(pooled_hub):
     assert pooled_hub.client.post("/api/v1/verify", content=DCC, headers=XML).status_code == 200
     pool = _pool(pooled_hub)
