@@ -39,7 +39,7 @@ from api.routers import (
 from api.trust import install_trust
 from api.verification_pool import VerificationPool
 from organizations.service import ensure_bootstrap_admin
-from storage.database import make_engine, session_scope
+from storage.database import WalCheckpointer, make_engine, session_scope
 from storage.events import EventHooks
 from storage.migrate import upgrade_database
 from storage.settings import Settings
@@ -57,7 +57,8 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     """Build a hub from its settings; tests build isolated ones with their own data dir and database."""
     settings = settings or Settings()
     configure_logging(settings.log_level)
-    engine = make_engine(settings)
+    # The app checkpoints SQLite's WAL from a thread of its own: no request pays for a checkpoint.
+    engine = make_engine(settings, background_checkpoints=True)
     if migrate:
         upgrade_database(engine)
     if settings.bootstrap_admin_key:
@@ -78,6 +79,8 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     app.state.hooks = EventHooks()
     # Certificates issued, revoked or superseded become report events in the adapters' outbox (same transaction).
     app.state.hooks.on_event("certificate", on_certificate_audit_event)
+    app.state.wal_checkpointer = WalCheckpointer(engine)
+    app.router.on_startup.append(app.state.wal_checkpointer.start)
     install_problem_handlers(app)
     install_openapi(app)
     install_metrics(app, app.state.metrics)
@@ -95,4 +98,5 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     for module in routers:
         app.include_router(module.router)
     index_routes(app)
+    app.router.on_shutdown.append(app.state.wal_checkpointer.stop)  # last: the other handlers may still write
     return app

@@ -1,5 +1,6 @@
 """Migrations and storage guarantees, on SQLite and PostgreSQL."""
 
+import time
 from contextlib import nullcontext
 
 import pytest
@@ -9,11 +10,22 @@ from sqlalchemy.exc import DatabaseError
 from sqlmodel import SQLModel, text
 
 import api.tables  # noqa: F401 - registers every domain's tables
-from storage.database import commit_session, end_session, needs_ending, open_session, session_scope, writer_turn
+from storage.database import (
+    BACKGROUND_CHECKPOINT_WAL_PAGES,
+    WalCheckpointer,
+    commit_session,
+    end_session,
+    make_engine,
+    needs_ending,
+    open_session,
+    session_scope,
+    writer_turn,
+)
 from storage.events import EventHooks
 from storage.migrate import current_revision
 from storage.models import AuditEvent
 from storage.service import list_events, record_event, store_document
+from storage.settings import Settings
 
 
 def test_migrations_create_exactly_the_models_tables(hub):
@@ -93,3 +105,53 @@ def test_sqlite_writers_take_turns_and_postgres_writers_need_none(hub):
         turn.release()  # type: ignore[attr-defined]
     else:
         assert isinstance(turn, nullcontext)
+
+
+def _autocheckpoint(engine) -> int:
+    with engine.connect() as connection:
+        return connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one()
+
+
+def _write_pages(engine, pages: int) -> None:
+    with engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE IF NOT EXISTS filler (blob BLOB)")
+    for _ in range(pages // 100):
+        with engine.begin() as connection:  # one commit per 100 pages (400 KB), as a busy hub commits
+            connection.exec_driver_sql("INSERT INTO filler VALUES (randomblob(409600))")
+
+
+def test_commits_leave_the_wal_to_the_background_checkpointer(tmp_path):
+    engine = make_engine(Settings(data_dir=tmp_path), background_checkpoints=True)
+    database = tmp_path / "qihub.sqlite3"
+    assert _autocheckpoint(engine) == BACKGROUND_CHECKPOINT_WAL_PAGES
+    _write_pages(engine, 2_000)  # past SQLite's default threshold (1,000 pages)
+    assert database.stat().st_size < 100 * 4096  # no commit copied the WAL into the database file
+
+    checkpointer = WalCheckpointer(engine, interval_s=0.05)
+    checkpointer.start()
+    try:
+        deadline = time.monotonic() + 10
+        while database.stat().st_size < 2_000 * 4096:
+            assert time.monotonic() < deadline, "the thread never checkpointed"
+            time.sleep(0.01)
+        _write_pages(engine, 300)
+    finally:
+        checkpointer.stop()  # with a last checkpoint
+    assert database.stat().st_size >= 2_300 * 4096
+    assert checkpointer.checkpoint() == 0  # nothing left in the WAL alone
+    engine.dispose()
+
+
+def test_without_a_background_checkpointer_commits_checkpoint_as_sqlite_does(tmp_path):
+    engine = make_engine(Settings(data_dir=tmp_path))
+    assert _autocheckpoint(engine) == 1_000  # SQLite's default
+    _write_pages(engine, 2_000)
+    assert (tmp_path / "qihub.sqlite3").stat().st_size >= 1_000 * 4096  # the commits checkpointed
+    engine.dispose()
+
+
+def test_the_background_checkpointer_does_nothing_on_postgres(hub):
+    checkpointer = WalCheckpointer(hub.engine)
+    checkpointer.start()
+    assert (checkpointer._thread is None) == (hub.backend == "postgres")
+    checkpointer.stop()
