@@ -23,6 +23,7 @@ from lxml import etree
 
 from certificates.dsi_units import canonical_dsi_unit, check_dsi_unit
 from certificates.findings import Finding, Severity
+from certificates.xml import ThreadXPath
 
 
 def _words(text: str) -> frozenset[str]:
@@ -218,7 +219,7 @@ _SI_NAMES = (
 # Every id-like attribute in the document, with its owner. ids count on any element, as in dcc.sch (a refId
 # may point at a MathML formula), so this cannot use the tag filter below. `/descendant::*` visits elements
 # only and is ~30 % faster than `//`, which also visits every text node.
-_ID_ATTRIBUTES = etree.XPath("/descendant::*/@id | /descendant::*/@refId | /descendant::*/@refType")
+_ID_ATTRIBUTES = ThreadXPath("/descendant::*/@id | /descendant::*/@refId | /descendant::*/@refType")
 # lxml filters by local name in C, so Python only sees the elements the rules look at. dcc:content (half of
 # them) gets its own single-tag walk: it needs no dispatch, and every extra pattern slows the C filter.
 _WANTED_TAGS = tuple(sorted(f"{{*}}{name}" for name in (_DCC_NAMES - {"content"}) | _SI_NAMES))

@@ -7,12 +7,14 @@ from datetime import date
 from lxml import etree
 from pydantic import BaseModel
 
+from certificates.xml import ThreadXPath
+
 _SERIAL_WORDS = ("serial", "serien", "série", "serie", "s/n", "序列号", "出厂编号")
 # XPath's normalize-space() collapses XML whitespace only (not e.g. U+00A0 or U+3000, which str.split would).
 _XML_SPACE = re.compile(r"[ \t\r\n]+")
 _XML_SPACE_CHARS = " \t\r\n"
 # Text of every `name` below an identification, joined by spaces (only searched for the serial words).
-_IDENTIFICATION_NAMES = etree.XPath(".//*[local-name()='name']//text()")
+_IDENTIFICATION_NAMES = ThreadXPath(".//*[local-name()='name']//text()")
 
 
 class CertificateSummary(BaseModel):
