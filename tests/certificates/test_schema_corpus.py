@@ -19,6 +19,7 @@ from certificates.schema import (
     SUPPORTED_VERSIONS,
     SchemaReport,
     SchemaUnavailableError,
+    compiled_schema,
     declared_schema_version,
     schema_path,
     validate_against_schema,
@@ -345,3 +346,10 @@ def test_schema_path_refuses_unknown_versions():
     assert schema_path("3.3.0").is_file()
     with pytest.raises(ValueError):
         schema_path("3.4.0-rc.2")
+
+
+def test_concurrent_validations_of_one_release_use_copies_of_their_own_and_reuse_them():
+    with compiled_schema("3.3.0") as first, compiled_schema("3.3.0") as second:
+        assert first is not second  # both validate at once: lxml keeps the error log on the object
+    with compiled_schema("3.3.0") as again:
+        assert again in (first, second)  # compiled once, then reused
