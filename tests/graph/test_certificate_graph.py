@@ -134,7 +134,7 @@ def test_issuing_a_draft_reference_certificate_links_its_dependents_before_the_r
     assert response.status_code == 200, response.text
     assert ask(hub, in_graph(calibrated, link))
     # Re-mapping a dependent keeps its own status and values.
-    assert ask(hub, in_graph(calibrated, f'<{iris.certificate_iri(calibrated)}> qh:status qh:Issued'))
+    assert ask(hub, in_graph(calibrated, f"<{iris.certificate_iri(calibrated)}> qh:status qh:Issued"))
     assert ask(hub, in_graph(calibrated, '?value qh:lexicalValue "0.20"'))
 
 
