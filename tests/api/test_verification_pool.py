@@ -11,8 +11,10 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -30,14 +32,22 @@ from tests.conftest import ADMIN_KEY, Hub
 from tests.paths import XMLDSIG_CORPUS
 
 
-@pytest.fixture
-def pooled_hub(tmp_path: Path) -> Iterator[Hub]:
-    """A hub (SQLite) that verifies in one verification process."""
-    settings = Settings(data_dir=tmp_path / "data", bootstrap_admin_key=ADMIN_KEY, verify_processes=1)
+@contextmanager
+def _hub_verifying_in_one_process(tmp_path: Path, **settings_values: Any) -> Iterator[Hub]:
+    settings = Settings(
+        data_dir=tmp_path / "data", bootstrap_admin_key=ADMIN_KEY, verify_processes=1, **settings_values
+    )
     app = create_app(settings)
     with TestClient(app, raise_server_exceptions=False) as client:
         yield Hub(client=client, settings=settings, backend="sqlite")
     app.state.engine.dispose()
+
+
+@pytest.fixture
+def pooled_hub(tmp_path: Path) -> Iterator[Hub]:
+    """A hub (SQLite) that verifies in one verification process."""
+    with _hub_verifying_in_one_process(tmp_path) as hub:
+        yield hub
 
 
 def _pool(hub: Hub) -> VerificationPool:
@@ -176,20 +186,15 @@ def test_a_process_killed_mid_verification_answers_503_and_the_next_verification
 
 
 def test_a_process_that_hangs_past_the_timeout_is_killed_and_its_request_answers_503(tmp_path):
-    settings = Settings(
-        data_dir=tmp_path / "data", bootstrap_admin_key=ADMIN_KEY, verify_processes=1, verify_timeout_s=1.0
-    )
-    app = create_app(settings)
-    with TestClient(app, raise_server_exceptions=False) as client:
-        hub = Hub(client=client, settings=settings, backend="sqlite")
+    with _hub_verifying_in_one_process(tmp_path, verify_timeout_s=1.0) as hub:
         _, _, key, chain = _signing_lab(hub, "Lab Pool Hung")
         signed = sign_dcc(DCC, private_key=key, certificate_chain=chain)
-        assert client.post("/api/v1/verify", content=signed, headers=XML).status_code == 200
+        assert hub.client.post("/api/v1/verify", content=signed, headers=XML).status_code == 200
         pool = _pool(hub)
         [pid] = pool.process_ids()
         os.kill(pid, signal.SIGSTOP)  # alive but never answers: only the timeout frees the request
         try:
-            hung = client.post("/api/v1/verify", content=signed, headers=XML)
+            hung = hub.client.post("/api/v1/verify", content=signed, headers=XML)
         finally:
             if _exists(pid):
                 os.kill(pid, signal.SIGKILL)
@@ -198,10 +203,9 @@ def test_a_process_that_hangs_past_the_timeout_is_killed_and_its_request_answers
         assert hung.json()["code"] == "verification-timeout"
         _wait_for(lambda: not _exists(pid))  # killed by the pool, not left stopped
 
-        again = client.post("/api/v1/verify", content=signed, headers=XML)
+        again = hub.client.post("/api/v1/verify", content=signed, headers=XML)
         assert again.status_code == 200 and again.json()["indication"] == "TOTAL_PASSED"
         assert pool.lost == 1 and pool.process_ids() not in ([], [pid])
-    app.state.engine.dispose()
 
 
 def test_a_process_that_died_while_idle_is_replaced_without_failing_a_verification(pooled_hub):
