@@ -158,7 +158,10 @@ class _SchemaCopies:
         with self._lock:
             schema = self._idle.pop() if self._idle else None
         if schema is None:
-            schema = _compile_schema(self.version)
+            # libxml2 does not compile schemas with imports safely in parallel (a concurrent compile failed
+            # to resolve ds:Signature): copies are compiled one at a time, then validate in parallel.
+            with _compile_lock:
+                schema = _compile_schema(self.version)
         try:
             yield schema
         finally:
@@ -168,6 +171,7 @@ class _SchemaCopies:
 
 _copies: dict[str, _SchemaCopies] = {}
 _copies_lock = threading.Lock()
+_compile_lock = threading.Lock()
 
 
 def compiled_schema(version: str) -> AbstractContextManager[etree.XMLSchema]:

@@ -313,12 +313,14 @@ def test_concurrent_validations_keep_their_own_findings():
     expected = [validate_against_schema(root).model_dump() for root in roots]
     assert expected[0]["valid"] and not expected[1]["valid"]
     mismatches: list[int] = []
+    finished: list[int] = []  # a worker that raised never gets here
 
     def work() -> None:
         for i in range(100):
             index = i % 2
             if validate_against_schema(roots[index]).model_dump() != expected[index]:
                 mismatches.append(index)
+        finished.append(1)
 
     workers = [threading.Thread(target=work) for _ in range(8)]
     for worker in workers:
@@ -326,7 +328,7 @@ def test_concurrent_validations_keep_their_own_findings():
     for worker in workers:
         worker.join(120)
     assert not any(worker.is_alive() for worker in workers)
-    assert mismatches == []
+    assert mismatches == [] and len(finished) == len(workers)
 
 
 def test_twenty_megabyte_certificate_with_embedded_pdf_validates():
