@@ -1,10 +1,11 @@
-"""Public verifications in processes of their own, so that one API process verifies on every core (issue #3).
+"""Public verifications and batch examinations in processes of their own, so one API process uses every core.
 
 Verification is CPU-bound Python (lxml, signxml, cryptography, pyhanko-certvalidator) that holds the GIL: in
-the API process it uses one core however many threads run it. The hub cannot run several API processes on its
-embedded defaults (the embedded graph store and the adapter fusion thread belong to one process), so the API
-process hands verifications to a few processes it owns (`QIHUB_VERIFY_PROCESSES`, default min(2, CPUs); 0
-verifies in the API process's thread pool).
+the API process it uses one core however many threads run it (issue #3). So is examining the documents of a
+ZIP batch (parse, XSD, rules, signatures; issue #2). The hub cannot run several API processes on its embedded
+defaults (the embedded graph store and the adapter fusion thread belong to one process), so the API process
+hands such jobs to a few processes it owns (`QIHUB_VERIFY_PROCESSES`, default min(2, CPUs); 0 runs them in
+the API process's thread pool). A job is any picklable object with `run(engine, settings)`.
 
 * Processes start on first use (a hub that never verifies starts none) and stop with the app. They come from
   a fork server with the verifier imported once: the API process runs threads, and a plain fork would copy
@@ -19,7 +20,7 @@ verifies in the API process's thread pool).
   API process more than twice the CPU per job with its two threads, blocks the event loop while it starts
   processes, and fails every job in flight when one of its processes dies.
 * Domain errors and refused XML come back as the same exception classes (the same problems answer). When a
-  process dies (killed, out of memory) the verification it was running answers 503 and the process is
+  process dies (killed, out of memory) the job it was running answers 503 and the process is
   replaced on demand; a job that never reached a process runs on a fresh one. A process that takes longer than
   `QIHUB_VERIFY_TIMEOUT_S` over one job (hung, or a pathological document) is killed the same way: its
   request answers 503 `verification-timeout` rather than holding a worker for ever.
@@ -38,7 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from multiprocessing.process import BaseProcess
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol, TypeVar
 
 import structlog
 from sqlalchemy.engine import Engine
@@ -59,13 +60,31 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("qihub.verification")
 
-# Imported once by the fork server, so a new process starts with the verifier loaded (not after ~1 s of imports).
-PRELOAD: Final = ["api.verification_pool", "api.routers.verification"]
+# Imported once by the fork server, so a new process starts with the verifier and validator loaded (not after
+# ~1 s of imports).
+PRELOAD: Final = ["api.verification_pool", "api.routers.verification", "api.routers.certificates"]
 # Each message on a process's socket: its length, then a pickle.
 _HEADER: Final = struct.Struct("!Q")
 STOP_TIMEOUT_S: Final = 5.0
 
 Renderer = Callable[[VerificationReport], str | bytes]
+ResultT = TypeVar("ResultT")
+
+
+ResultT_co = TypeVar("ResultT_co", covariant=True)
+
+
+class PoolJob(Protocol[ResultT_co]):
+    """Work for a pool process: pickled there (by its class's name), run with that process's engine.
+
+    `activity` names it in problem codes (`<activity>-timeout`, `<activity>-unavailable`) and messages.
+    """
+
+    activity: ClassVar[str]
+
+    def run(self, engine: Engine, settings: Settings) -> ResultT_co:
+        """Do the work (in whichever process runs it) and return a picklable result."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -75,27 +94,27 @@ class VerificationJob:
     `render` is a module-level function (or a `functools.partial` of one): it is pickled by name.
     """
 
+    activity: ClassVar[str] = "verification"
     render: Renderer
     data: bytes | None = None
     sha256: str | None = None
     at: datetime | None = None
 
-
-def run_job(engine: Engine, settings: Settings, job: VerificationJob) -> str | bytes:
-    """Verify with the hub's trust and registry, then render (in whichever process runs it)."""
-    with session_scope(engine) as session:
-        if job.data is not None:
-            data = job.data
-        else:
-            assert job.sha256 is not None
-            data = verification_service.registered_content(session, sha256=job.sha256)
-        report = verification_service.verify_for_registry(session, settings=settings, data=data, at=job.at)
-    return job.render(report)
+    def run(self, engine: Engine, settings: Settings) -> str | bytes:
+        """Verify with the hub's trust and registry, then render."""
+        with session_scope(engine) as session:
+            if self.data is not None:
+                data = self.data
+            else:
+                assert self.sha256 is not None
+                data = verification_service.registered_content(session, sha256=self.sha256)
+            report = verification_service.verify_for_registry(session, settings=settings, data=data, at=self.at)
+        return self.render(report)
 
 
 @dataclass(frozen=True)
 class _Failure:
-    """An exception raised in a verification process, carried back as its class, args and attributes.
+    """An exception raised by a job in a pool process, carried back as its class, args and attributes.
 
     Pickling an exception re-calls its constructor with `args`, which breaks for classes with keyword or
     differently shaped arguments (`XmlRejected`, `DomainError(..., extra=)`).
@@ -118,15 +137,15 @@ class _Failure:
             pickle.loads(pickle.dumps(failure))
         except Exception:
             text = "".join(traceback.format_exception(error))
-            failure = cls(RuntimeError, (f"verification failed in a verification process:\n{text}",), {})
+            failure = cls(RuntimeError, (f"a job failed in a pool process:\n{text}",), {})
         return failure
 
 
-# ------------------------------------------------------------------------------ inside a verification process
+# ------------------------------------------------------------------------------ inside a pool process
 
 
 def _serve(channel: socket.socket, settings: Settings) -> None:
-    """A verification process: jobs in, rendered reports (or failures) out, until the API process hangs up."""
+    """A pool process: jobs in, results (or failures) out, until the API process hangs up."""
     # Ctrl-C reaches the whole process group: the API process stops the pool, its processes must not die first.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     configure_logging(settings.log_level)
@@ -155,15 +174,13 @@ def _receive_exactly(channel: socket.socket, size: int) -> bytearray | None:
     return buffer
 
 
-def _work(
-    engine: Engine, settings: Settings, job: VerificationJob, generations: tuple[int, int]
-) -> str | bytes | _Failure:
+def _work(engine: Engine, settings: Settings, job: PoolJob[object], generations: tuple[int, int]) -> object:
     verification_service.follow_generations(generations)
     try:
-        return run_job(engine, settings, job)
+        return job.run(engine, settings)
     except Exception as error:
         if not isinstance(error, DomainError | XmlRejected):
-            log.exception("verification.failed")
+            log.exception("pool.job_failed", job=type(job).__name__)
         return _Failure.of(error)
 
 
@@ -172,7 +189,7 @@ def _work(
 
 @dataclass(eq=False)
 class _Process:
-    """One verification process and the API process's end of its socket (non-blocking)."""
+    """One pool process and the API process's end of its socket (non-blocking)."""
 
     process: BaseProcess
     channel: socket.socket
@@ -198,7 +215,7 @@ class _Process:
 
 
 class VerificationPool:
-    """The app's verification processes (none until first used); `processes` 0 runs jobs in the API process."""
+    """The app's pool processes (none until first used); `processes` 0 runs jobs in the API process."""
 
     def __init__(self, settings: Settings, *, engine: Engine) -> None:
         self.processes = settings.verify_processes
@@ -216,26 +233,26 @@ class VerificationPool:
         self.completed = 0  # jobs answered by a process
         self.lost = 0  # processes that died or were dropped mid-job
 
-    async def run(self, job: VerificationJob) -> str | bytes:
-        """The rendered report of one verification (a process's, or this process's when `processes` is 0)."""
+    async def run(self, job: PoolJob[ResultT]) -> ResultT:
+        """The result of one job (run by a process, or in this process's thread pool when `processes` is 0)."""
         if self.processes == 0:
-            return await run_in_threadpool(run_job, self._engine, self._settings, job)
+            return await run_in_threadpool(job.run, self._engine, self._settings)
         payload = pickle.dumps((job, verification_service.cache_generations()), protocol=pickle.HIGHEST_PROTOCOL)
         for _attempt in range(2):
-            process = await self._acquire()
+            process = await self._acquire(job.activity)
             if process.hung_up():
                 self._drop(process)
                 continue  # died while idle: the job never ran, so it may run on a fresh process
-            reply = await self._exchange(process, payload)
+            reply = await self._exchange(process, payload, job.activity)
             self.completed += 1
             outcome = pickle.loads(reply)
             if isinstance(outcome, _Failure):
                 raise outcome.rebuild()
             return outcome  # type: ignore[no-any-return]
-        raise ProblemError(503, "verification-unavailable", "No verification process could be started.")
+        raise _unavailable(job.activity, "No pool process could be started.")
 
     def process_ids(self) -> list[int]:
-        """Process ids of the running verification processes (empty before first use)."""
+        """Process ids of the running pool processes (empty before first use)."""
         with self._lock:
             return sorted(p.process.pid for p in self._all if p.process.pid is not None)
 
@@ -258,11 +275,11 @@ class VerificationPool:
         for process in busy:
             process.process.join(STOP_TIMEOUT_S)
 
-    async def _acquire(self) -> _Process:
+    async def _acquire(self, activity: str) -> _Process:
         while True:
             with self._lock:
                 if self._closed:
-                    raise ProblemError(503, "verification-unavailable", "The hub is shutting down.")
+                    raise _unavailable(activity, "The hub is shutting down.")
                 if self._idle:
                     return self._idle.pop()
                 start = len(self._all) + self._starting < self.processes
@@ -272,7 +289,7 @@ class VerificationPool:
                     waiter: asyncio.Future[_Process | None] = asyncio.get_running_loop().create_future()
                     self._waiters.append(waiter)
             if start:
-                return await self._start()
+                return await self._start(activity)
             try:
                 process = await waiter
             except asyncio.CancelledError:
@@ -283,7 +300,7 @@ class VerificationPool:
             if process is not None:
                 return process
 
-    async def _start(self) -> _Process:
+    async def _start(self, activity: str) -> _Process:
         try:
             # Starting the fork server (first use) takes a while: not on the event loop.
             process = await asyncio.to_thread(self._spawn)
@@ -293,15 +310,15 @@ class VerificationPool:
             self._wake_one()
             if not isinstance(error, Exception) or isinstance(error, DomainError):
                 raise  # an unusable hub CA answers its own 503
-            log.exception("verification.process_start_failed")
-            raise ProblemError(503, "verification-unavailable", "No verification process could be started.") from error
+            log.exception("pool.process_start_failed")
+            raise _unavailable(activity, "No pool process could be started.") from error
         with self._lock:
             self._starting -= 1
             if not self._closed:
                 self._all.add(process)
                 return process
         process.stop(kill=True)
-        raise ProblemError(503, "verification-unavailable", "The hub is shutting down.")
+        raise _unavailable(activity, "The hub is shutting down.")
 
     def _spawn(self) -> _Process:
         # Processes would race to create a missing hub CA (each needs it for the CRL of its trust context).
@@ -313,7 +330,7 @@ class VerificationPool:
         if forkserver:
             multiprocessing.set_forkserver_preload(PRELOAD)
         ours, theirs = socket.socketpair()
-        process = context.Process(target=_serve, args=(theirs, self._settings), name="qihub-verify", daemon=True)
+        process = context.Process(target=_serve, args=(theirs, self._settings), name="qihub-pool", daemon=True)
         try:
             process.start()
         finally:
@@ -347,7 +364,7 @@ class VerificationPool:
                 self.lost += 1
         process.stop(kill=True)
         if known:
-            log.warning("verification.process_lost", pid=process.process.pid, exitcode=process.process.exitcode)
+            log.warning("pool.process_lost", pid=process.process.pid, exitcode=process.process.exitcode)
             self._wake_one()
 
     def _wake_one(self) -> None:
@@ -358,7 +375,7 @@ class VerificationPool:
                     waiter.get_loop().call_soon_threadsafe(_resolve, waiter, None)
                     return
 
-    async def _exchange(self, process: _Process, payload: bytes) -> bytes:
+    async def _exchange(self, process: _Process, payload: bytes, activity: str) -> bytes:
         """Send one job and read its reply; any failure drops the process (it may hold half a job)."""
         loop = asyncio.get_running_loop()
         self.in_flight += 1
@@ -370,17 +387,15 @@ class VerificationPool:
                 reply = await _receive_exactly_async(loop, process.channel, _HEADER.unpack(header)[0])
         except TimeoutError as error:  # before OSError: TimeoutError is one
             self._drop(process)
-            log.warning("verification.timeout", pid=process.process.pid, timeout_s=self.timeout_s)
+            log.warning("pool.timeout", activity=activity, pid=process.process.pid, timeout_s=self.timeout_s)
             raise ProblemError(
                 503,
-                "verification-timeout",
-                f"The verification took longer than {self.timeout_s:g} s and was stopped; try again later.",
+                f"{activity}-timeout",
+                f"The {activity} took longer than {self.timeout_s:g} s and was stopped; try again later.",
             ) from error
         except (OSError, EOFError) as error:
             self._drop(process)
-            raise ProblemError(
-                503, "verification-unavailable", "A verification process stopped while verifying; try again."
-            ) from error
+            raise _unavailable(activity, f"A pool process stopped during the {activity}; try again.") from error
         except BaseException:  # cancelled (the client went away): its answer would reach the next job
             self._drop(process)
             raise
@@ -396,9 +411,13 @@ async def _receive_exactly_async(loop: asyncio.AbstractEventLoop, channel: socke
     while received < size:
         count = await loop.sock_recv_into(channel, view[received:])
         if count == 0:
-            raise EOFError("the verification process hung up")
+            raise EOFError("the pool process hung up")
         received += count
     return buffer
+
+
+def _unavailable(activity: str, detail: str) -> ProblemError:
+    return ProblemError(503, f"{activity}-unavailable", detail)
 
 
 def _resolve(future: asyncio.Future[Any], value: object) -> None:

@@ -23,7 +23,7 @@ from certificates.models import (
     ValidationReport,
     new_certificate_id,
 )
-from certificates.summary import summarize_certificate
+from certificates.summary import CertificateSummary, summarize_certificate
 from certificates.validation import check_root, validate_root
 from certificates.xml import XmlRejected, parse_xml
 from organizations.models import ApiKey, Organization, OrganizationKind
@@ -174,7 +174,7 @@ def _as_loaded(model: type[ModelT], values: dict[str, Any]) -> ModelT:
 def _certificate_row(
     actor: Actor,
     *,
-    root: etree._Element,
+    summary: CertificateSummary,
     schema_version: str | None,
     digest: str,
     size: int,
@@ -183,7 +183,6 @@ def _certificate_row(
     public: bool,
 ) -> dict[str, Any]:
     """The `certificates` row of a validated document, with the values the model's defaults would give."""
-    summary = summarize_certificate(root)
     now = utc_now()
     return {
         "id": new_certificate_id(),
@@ -296,7 +295,7 @@ def submit_certificate(
         raise _already_registered(existing)
     row = _certificate_row(
         actor,
-        root=root,
+        summary=summarize_certificate(root),
         schema_version=report.schema_version,
         digest=digest,
         size=len(content),
@@ -313,6 +312,40 @@ DocumentCheck = Callable[[bytes, etree._Element], object]
 """An extra per-document check before registering (e.g. signature verification); raises a DomainError."""
 
 _IN_CHUNK = 500  # digests per IN (...) query: well under every database's bound-parameter limit
+
+
+@dataclass
+class Examination:
+    """What registering a document needs from its bytes alone: digest, verdict and index facts, or its refusal.
+
+    Made without the database, so a batch's documents can be examined in other processes (it pickles).
+    """
+
+    sha256: str
+    schema_version: str | None = None
+    summary: CertificateSummary | None = None
+    error: XmlRejected | DomainError | None = None
+
+
+def examine_document(
+    content: bytes, *, max_bytes: int, check: DocumentCheck | None = None, sha256: str | None = None
+) -> Examination:
+    """Parse, validate (the verdict only), check and summarise one document of a batch."""
+    examination = Examination(sha256=sha256 or sha256_hex(content))
+    try:
+        root = parse_xml(content, max_bytes=max_bytes)
+        # Only the verdict: the findings of an accepted document are not part of the batch's answer.
+        validation = check_root(root, verdict_only=True)
+        if not validation.valid:
+            raise DocumentRejectedError(validation.report())
+        if check is not None:
+            check(content, root)
+    except (XmlRejected, DomainError) as error:
+        examination.error = error
+        return examination
+    examination.schema_version = validation.schema_version
+    examination.summary = summarize_certificate(root)
+    return examination
 
 
 @dataclass
@@ -341,6 +374,7 @@ def submit_certificates(
     public: bool = False,
     source: str = "zip",
     check: DocumentCheck | None = None,
+    examinations: Sequence[Examination] | None = None,
 ) -> list[BatchOutcome]:
     """Register many documents in the caller's transaction, each on its own merits.
 
@@ -349,35 +383,33 @@ def submit_certificates(
     outcome and the others still register. The valid ones are inserted together (one existence query, one
     multi-row INSERT per table) and each gets its "submitted" audit event, dispatched to the listeners as
     single submissions' events are. Outcomes come back in the order of `documents`.
+    `examinations`, one per document in order (made elsewhere, e.g. in other processes), replaces parsing,
+    validating and `check` here; without them a copy of an earlier entry is refused without being parsed.
     """
+    if examinations is not None and len(examinations) != len(documents):
+        raise ValueError(f"{len(examinations)} examinations for {len(documents)} documents")
     outcomes: list[BatchOutcome] = []
-    # The parsed trees are dropped as soon as each row is built: a large batch never holds them all.
+    # Only each document's row is kept (the parsed trees are dropped): a large batch never holds them all.
     prepared: list[tuple[BatchOutcome, dict[str, Any], bytes]] = []
     accepted: dict[str, str] = {}  # digest -> name of the entry that brought it
     status = CertificateStatus.issued if issue else CertificateStatus.draft
-    for name, content in documents:
-        outcome = BatchOutcome(name=name, sha256=sha256_hex(content))
+    for index, (name, content) in enumerate(documents):
+        given = examinations[index] if examinations is not None else None
+        outcome = BatchOutcome(name=name, sha256=given.sha256 if given is not None else sha256_hex(content))
         outcomes.append(outcome)
         first = accepted.get(outcome.sha256)
         if first is not None:
             outcome.error = ConflictError(f"The same bytes as entry {first!r} of this batch.")
             continue
-        try:
-            root = parse_xml(content, max_bytes=max_bytes)
-            # Only the verdict: the findings of an accepted document are not part of the batch's answer.
-            validation = check_root(root, verdict_only=True)
-            if not validation.valid:
-                raise DocumentRejectedError(validation.report())
-            if check is not None:
-                check(content, root)
-        except (XmlRejected, DomainError) as error:
-            outcome.error = error
+        examination = given or examine_document(content, max_bytes=max_bytes, check=check, sha256=outcome.sha256)
+        if examination.error is not None or examination.summary is None:
+            outcome.error = examination.error
             continue
         accepted[outcome.sha256] = name
         row = _certificate_row(
             actor,
-            root=root,
-            schema_version=validation.schema_version,
+            summary=examination.summary,
+            schema_version=examination.schema_version,
             digest=outcome.sha256,
             size=len(content),
             content_type=content_type,

@@ -14,6 +14,8 @@ from typing import Any, ClassVar, Final, NoReturn
 
 from lxml import etree
 
+from storage.errors import rebuild_error
+
 DEFAULT_MAX_BYTES: Final = 25 * 1024 * 1024
 DEFAULT_MAX_DEPTH: Final = 256
 
@@ -46,6 +48,10 @@ class XmlRejected(Exception):  # noqa: N818 - the hub-wide name for a refused do
         self.code = code
         self.detail = detail
         self.line = line
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The default pickling would call the constructor with the formatted message as its only argument.
+        return (rebuild_error, (type(self), self.args, dict(self.__dict__)))
 
 
 class _RefuseExternal(etree.Resolver):

@@ -3,6 +3,14 @@
 from typing import Any
 
 
+def rebuild_error(kind: type[Exception], args: tuple[Any, ...], state: dict[str, Any]) -> Exception:
+    """An exception of `kind` with these args and attributes, made without calling its constructor."""
+    error = kind.__new__(kind, *args)
+    error.args = args
+    error.__dict__.update(state)
+    return error
+
+
 class DomainError(Exception):
     """Base of the hub's expected failures: a stable machine code and a human title."""
 
@@ -13,6 +21,11 @@ class DomainError(Exception):
         super().__init__(detail)
         self.detail = detail
         self.extra = extra or {}
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Errors cross process boundaries (batch documents examined in the document processes); the default
+        # pickling calls the constructor again with `args`, which most subclasses do not take.
+        return (rebuild_error, (type(self), self.args, dict(self.__dict__)))
 
 
 class NotFoundError(DomainError):

@@ -3,6 +3,7 @@
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,22 +96,34 @@ def _truncate_all(url: str) -> None:
     engine.dispose()
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def hub(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Hub]:
-    """A hub with an admin key, once on SQLite and once on PostgreSQL."""
+@contextmanager
+def running_hub(
+    request: pytest.FixtureRequest, tmp_path: Path, backend: str, *, verify_processes: int = 0
+) -> Iterator[Hub]:
+    """A hub with an admin key on `backend` ("sqlite" or "postgres"), its pool sized `verify_processes`."""
     database_url = None
-    if request.param == "postgres":
+    if backend == "postgres":
         database_url = request.getfixturevalue("postgres_url")
         _truncate_all(database_url) if _has_tables(database_url) else None
-    # Verification runs in the API process here: the pool's own tests (tests/api/test_verification_pool.py)
-    # cover the processes, and hundreds of short-lived hubs need not start them.
     settings = Settings(
-        data_dir=tmp_path / "data", database_url=database_url, bootstrap_admin_key=ADMIN_KEY, verify_processes=0
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        bootstrap_admin_key=ADMIN_KEY,
+        verify_processes=verify_processes,
     )
     app = create_app(settings)
     with TestClient(app, raise_server_exceptions=False) as client:
-        yield Hub(client=client, settings=settings, backend=request.param)
+        yield Hub(client=client, settings=settings, backend=backend)
     app.state.engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def hub(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Hub]:
+    """A hub with an admin key, once on SQLite and once on PostgreSQL."""
+    # Verification runs in the API process here: the pool's own tests (tests/api/test_verification_pool.py)
+    # cover the processes, and hundreds of short-lived hubs need not start them.
+    with running_hub(request, tmp_path, request.param) as hub:
+        yield hub
 
 
 def _has_tables(url: str) -> bool:

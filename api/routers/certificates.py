@@ -1,22 +1,26 @@
 """The certificate registry: submit (XML or JSON), list, read with content negotiation, status changes."""
 
+import asyncio
 import hashlib
 import io
 import json
 import zipfile
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from datetime import date
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.routing import APIRoute
+from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from api.body import media_type_of, negotiate, read_body_limited
 from api.deps import ReaderDep, SessionDep, WriterDep, cached_actor, request_session
 from api.errors import ProblemError, problem_responses
+from api.verification_pool import VerificationPool
 from certificates import service
 from certificates.dcc_json import SubmissionInvalid, build_dcc_xml, dcc_to_json
 from certificates.models import (
@@ -35,12 +39,14 @@ from certificates.models import (
 from certificates.render import render_certificate_html
 from certificates.service import Actor
 from certificates.xml import parse_xml
-from organizations.models import Scope
+from organizations.models import Organization, Scope
+from organizations.service import get_organization_or_raise
 from signing.verification_service import verify_signed_submission
-from storage.database import commit_session, writer_turn
+from storage.database import commit_session, session_scope, writer_turn
 from storage.errors import InvalidInputError
 from storage.events import dispatch_after_commit
 from storage.service import find_idempotent_response, save_idempotent_response
+from storage.settings import Settings
 
 router = APIRouter(prefix="/api/v1/certificates", tags=["certificates"])
 
@@ -253,7 +259,66 @@ def _refused(name: str, code: str, detail: str, findings: object = None) -> dict
     return {"name": name, "status": "refused", "problem": problem}
 
 
-def _submit_batch(
+@dataclass(frozen=True)
+class BatchExaminationJob:
+    """Some documents of a batch, examined in a pool process: parsed, validated, their signatures verified."""
+
+    activity: ClassVar[str] = "batch-examination"
+    contents: list[bytes]
+    max_bytes: int
+    organization_id: str
+
+    def run(self, engine: Engine, settings: Settings) -> list[service.Examination]:
+        """One examination per document, in order (signed ones are verified against the hub's trust)."""
+        with session_scope(engine) as session:
+            organizations: list[Organization] = []  # loaded once, on the first valid document
+
+            def verify(content: bytes, root: Any) -> None:
+                if not organizations:
+                    organizations.append(get_organization_or_raise(session, organization_id=self.organization_id))
+                verify_signed_submission(
+                    session, settings=settings, content=content, root=root, organization=organizations[0]
+                )
+
+            return [
+                service.examine_document(content, max_bytes=self.max_bytes, check=verify) for content in self.contents
+            ]
+
+
+# Documents per examination job: small enough that concurrent batches share the processes, large enough that
+# the hop to a process (a few hundred µs) is a small part of a job; a job is cut short at 4 MB of documents.
+EXAMINATION_JOB_DOCUMENTS = 16
+EXAMINATION_JOB_BYTES = 4 * 1024 * 1024
+
+
+def _examination_jobs(contents: list[bytes], *, max_bytes: int, organization_id: str) -> list[BatchExaminationJob]:
+    jobs: list[BatchExaminationJob] = []
+    current: list[bytes] = []
+    size = 0
+    for content in contents:
+        if current and (len(current) == EXAMINATION_JOB_DOCUMENTS or size + len(content) > EXAMINATION_JOB_BYTES):
+            jobs.append(BatchExaminationJob(current, max_bytes, organization_id))
+            current, size = [], 0
+        current.append(content)
+        size += len(content)
+    if current:
+        jobs.append(BatchExaminationJob(current, max_bytes, organization_id))
+    return jobs
+
+
+@dataclass(frozen=True)
+class _OpenedBatch:
+    """A batch request read and not yet registered: its entries and the hash its idempotency key guards."""
+
+    entries: list[tuple[str, bytes | str]]
+    request_hash: str
+
+    @property
+    def documents(self) -> list[tuple[str, bytes]]:
+        return [(name, content) for name, content in self.entries if isinstance(content, bytes)]
+
+
+def _open_batch(
     request: Request,
     session: Session,
     *,
@@ -262,7 +327,8 @@ def _submit_batch(
     issue: bool,
     public: bool,
     idempotency_key: str | None,
-) -> dict[str, Any]:
+) -> _OpenedBatch | dict[str, Any]:
+    """The archive's entries, or the stored answer when this is a replay of an earlier request."""
     settings = request.app.state.settings
     request_hash = hashlib.sha256(b"\0".join([b"zip", str(issue).encode(), str(public).encode(), body])).hexdigest()
     if idempotency_key:
@@ -275,7 +341,38 @@ def _submit_batch(
     entries = _batch_entries(
         body, max_entry_bytes=max_document_bytes, max_total_bytes=max_document_bytes * BATCH_BYTES_FACTOR
     )
-    documents = [(name, content) for name, content in entries if isinstance(content, bytes)]
+    return _OpenedBatch(entries, request_hash)
+
+
+async def _examine_in_pool(
+    request: Request, *, actor: Actor, documents: list[tuple[str, bytes]]
+) -> list[service.Examination] | None:
+    """The documents examined by the pool's processes, or None when they are to be examined in this process."""
+    pool: VerificationPool = request.app.state.verification_pool
+    if pool.processes == 0 or len(documents) < 2:
+        return None  # a single document is not worth the hop to another process
+    jobs = _examination_jobs(
+        [content for _, content in documents],
+        max_bytes=request.app.state.settings.max_document_bytes,
+        organization_id=actor.organization.id,
+    )
+    results = await asyncio.gather(*(pool.run(job) for job in jobs))
+    return [examination for result in results for examination in result]
+
+
+def _register_batch(
+    request: Request,
+    session: Session,
+    *,
+    actor: Actor,
+    batch: _OpenedBatch,
+    examinations: list[service.Examination] | None,
+    issue: bool,
+    public: bool,
+    idempotency_key: str | None,
+) -> dict[str, Any]:
+    settings = request.app.state.settings
+    entries = batch.entries
 
     def verify(content: bytes, root: Any) -> None:
         verify_signed_submission(
@@ -286,12 +383,13 @@ def _submit_batch(
         service.submit_certificates(
             session,
             actor=actor,
-            documents=documents,
-            max_bytes=max_document_bytes,
+            documents=batch.documents,
+            max_bytes=settings.max_document_bytes,
             issue=issue,
             public=public,
             source="zip",
             check=verify,
+            examinations=examinations,
         )
     )
     items: list[dict[str, Any]] = []
@@ -320,7 +418,7 @@ def _submit_batch(
             session,
             organization_id=actor.organization.id,
             key=idempotency_key,
-            request_sha256=request_hash,
+            request_sha256=batch.request_hash,
             status_code=200,
             response_body=response_body,
         )
@@ -360,12 +458,28 @@ async def submit_certificate_batch(
     max_bytes = request.app.state.settings.max_document_bytes * BATCH_BYTES_FACTOR
     body = await read_body_limited(request, max_bytes=max_bytes)
     with request.app.state.graph_mapper.writing():  # the background graph mapping gives way meanwhile
-        response_body = await run_in_threadpool(
-            _submit_batch,
+        batch = await run_in_threadpool(
+            _open_batch,
             request,
             session,
             actor=actor,
             body=body,
+            issue=issue,
+            public=public,
+            idempotency_key=idempotency_key,
+        )
+        if isinstance(batch, dict):
+            return JSONResponse(batch)  # the answer to the earlier request with this key
+        # Parsing, validating and verifying are CPU-bound and hold the GIL: the pool's processes do them on
+        # every core, then this process registers the batch in one transaction.
+        examinations = await _examine_in_pool(request, actor=actor, documents=batch.documents)
+        response_body = await run_in_threadpool(
+            _register_batch,
+            request,
+            session,
+            actor=actor,
+            batch=batch,
+            examinations=examinations,
             issue=issue,
             public=public,
             idempotency_key=idempotency_key,

@@ -1,11 +1,34 @@
-"""Batch submission (`POST /api/v1/certificates/batch`, a ZIP of DCC XML files), on SQLite and PostgreSQL."""
+"""Batch submission (`POST /api/v1/certificates/batch`, a ZIP of DCC XML files), on SQLite and PostgreSQL.
+
+The hub examines a batch's documents (parse, XSD, rules, signatures) in its pool processes by default, and in
+the API process when it has none (`QIHUB_VERIFY_PROCESSES=0`): `batch_hub` runs the behaviour tests both ways,
+on both databases, and the pool's own failure paths are driven for real (a process killed mid-batch).
+"""
 
 import hashlib
 import io
+import os
+import pickle
+import signal
+import threading
+import time
 import zipfile
+from collections.abc import Iterator
+from pathlib import Path
 
+import pytest
+from lxml import etree
+
+from api.routers.certificates import EXAMINATION_JOB_BYTES, EXAMINATION_JOB_DOCUMENTS, _examination_jobs
+from certificates.service import DocumentRejectedError
+from certificates.validation import validate_document
+from certificates.xml import XmlRejected
 from graph import iris
 from organizations.models import Scope
+from signing.verification_service import SignatureInvalidError
+from signing.xades import sign_dcc
+from tests.api.test_verification_api import DCC, DCC_NS, _signing_lab
+from tests.conftest import Hub, running_hub
 from tests.paths import DCC_CORPUS
 
 VALID = DCC_CORPUS / "lutaml-dcc/fixtures/dcclib/valid.xml"
@@ -15,6 +38,16 @@ SIEMENS = DCC_CORPUS / "siemens-pydcc/examples/dcc_gp_temperature_typical_v12.xm
 ZIP = {"Content-Type": "application/zip"}
 PROBLEM = "application/problem+json"
 BATCH = "/api/v1/certificates/batch"
+
+
+@pytest.fixture(params=["sqlite", "postgres", "sqlite-pool", "postgres-pool"])
+def batch_hub(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Hub]:
+    """A hub examining batches in the API process, or ("-pool") in two pool processes; SQLite and PostgreSQL."""
+    backend, _, pool = request.param.partition("-")
+    with running_hub(request, tmp_path, backend, verify_processes=2 if pool else 0) as hub:
+        yield hub
+    if pool:  # the batches really went through the processes
+        assert hub.client.app.state.verification_pool.completed > 0  # type: ignore[attr-defined]
 
 
 def make_zip(entries: list[tuple[str, bytes]], *, compression: int = zipfile.ZIP_DEFLATED) -> bytes:
@@ -44,10 +77,10 @@ def by_name(body: dict) -> dict[str, dict]:
     return {item["name"]: item for item in body["items"]}
 
 
-def test_valid_entries_are_registered_and_invalid_ones_refused_with_findings(hub):
-    _, lab = hub.make_org()
+def test_valid_entries_are_registered_and_invalid_ones_refused_with_findings(batch_hub):
+    _, lab = batch_hub.make_org()
     entries = [*corpus_entries(), ("export/README.txt", b"exported by LIMS")]
-    response = post_batch(hub, lab, make_zip(entries))
+    response = post_batch(batch_hub, lab, make_zip(entries))
     assert response.status_code == 200, response.text
     body = response.json()
     valid_names = [name for name, _ in entries[:-2]]
@@ -59,32 +92,32 @@ def test_valid_entries_are_registered_and_invalid_ones_refused_with_findings(hub
     for name in valid_names:
         assert items[name]["status"] == "registered"
         assert items[name]["sha256"] == hashlib.sha256(contents[name]).hexdigest()
-        stored = hub.client.get(
+        stored = batch_hub.client.get(
             f"/api/v1/certificates/{items[name]['id']}", headers={**lab, "Accept": "application/xml"}
         )
         assert stored.status_code == 200
         assert stored.content == contents[name]
-        history = hub.client.get(f"/api/v1/certificates/{items[name]['id']}/history", headers=lab).json()
+        history = batch_hub.client.get(f"/api/v1/certificates/{items[name]['id']}/history", headers=lab).json()
         assert [event["action"] for event in history] == ["submitted"]
     invalid = items["export/invalid_schema.xml"]
     assert invalid["status"] == "refused" and "id" not in invalid
     assert invalid["problem"]["code"] == "invalid-document"
     assert any(finding["rule"] == "xsd" and finding["line"] for finding in invalid["problem"]["findings"])
     assert items["export/README.txt"]["problem"]["code"] == "not-xml"
-    assert count_certificates(hub, lab) == len(valid_names)
+    assert count_certificates(batch_hub, lab) == len(valid_names)
 
 
-def test_duplicates_within_the_batch_and_against_the_registry_are_conflicts(hub):
-    _, lab = hub.make_org()
+def test_duplicates_within_the_batch_and_against_the_registry_are_conflicts(batch_hub):
+    _, lab = batch_hub.make_org()
     gauge = GEMIMEG[0].read_bytes()
     assert (
-        hub.client.post(
+        batch_hub.client.post(
             "/api/v1/certificates", content=gauge, headers={**lab, "Content-Type": "application/xml"}
         ).status_code
         == 201
     )
     entries = [("a.xml", VALID.read_bytes()), ("b.xml", VALID.read_bytes()), ("c.xml", gauge)]
-    response = post_batch(hub, lab, make_zip(entries))
+    response = post_batch(batch_hub, lab, make_zip(entries))
     assert response.status_code == 200, response.text
     items = by_name(response.json())
     assert items["a.xml"]["status"] == "registered"
@@ -93,10 +126,10 @@ def test_duplicates_within_the_batch_and_against_the_registry_are_conflicts(hub)
     assert items["c.xml"]["problem"]["code"] == "conflict"
     assert "already registered" in items["c.xml"]["problem"]["detail"]
     assert response.json()["registered"] == 1
-    assert count_certificates(hub, lab) == 2
+    assert count_certificates(batch_hub, lab) == 2
     # Another lab may register the same bytes: duplicates are per organization (the stored bytes are shared).
-    _, other = hub.make_org("Other lab")
-    again = post_batch(hub, other, make_zip(entries[:1]))
+    _, other = batch_hub.make_org("Other lab")
+    again = post_batch(batch_hub, other, make_zip(entries[:1]))
     assert again.json()["registered"] == 1
 
 
@@ -137,17 +170,17 @@ def test_not_a_zip_is_400_and_other_media_types_415(hub):
     assert count_certificates(hub, lab) == 0
 
 
-def test_an_idempotent_replay_returns_the_first_answer_and_registers_nothing_more(hub):
-    _, lab = hub.make_org()
+def test_an_idempotent_replay_returns_the_first_answer_and_registers_nothing_more(batch_hub):
+    _, lab = batch_hub.make_org()
     body = make_zip(corpus_entries())
     key = {"Idempotency-Key": "batch-2026-11-22"}
-    first = post_batch(hub, {**lab, **key}, body)
+    first = post_batch(batch_hub, {**lab, **key}, body)
     assert first.status_code == 200, first.text
-    replay = post_batch(hub, {**lab, **key}, body)
+    replay = post_batch(batch_hub, {**lab, **key}, body)
     assert replay.status_code == 200
     assert replay.json() == first.json()
-    assert count_certificates(hub, lab) == first.json()["registered"]
-    reused = post_batch(hub, {**lab, **key}, make_zip([("valid.xml", VALID.read_bytes())]))
+    assert count_certificates(batch_hub, lab) == first.json()["registered"]
+    reused = post_batch(batch_hub, {**lab, **key}, make_zip([("valid.xml", VALID.read_bytes())]))
     assert reused.status_code == 409
 
 
@@ -162,20 +195,105 @@ def test_batch_needs_a_key_with_write_scope(hub):
     assert forbidden.headers["content-type"] == PROBLEM
 
 
-def test_issued_batch_entries_get_transparency_log_leaves_and_reach_the_graph(hub):
-    _, lab = hub.make_org()
-    response = post_batch(hub, lab, make_zip(corpus_entries()), issue="true", public="true")
+def test_issued_batch_entries_get_transparency_log_leaves_and_reach_the_graph(batch_hub):
+    _, lab = batch_hub.make_org()
+    response = post_batch(batch_hub, lab, make_zip(corpus_entries()), issue="true", public="true")
     assert response.status_code == 200, response.text
     registered = [item for item in response.json()["items"] if item["status"] == "registered"]
     assert len(registered) >= 3
     for item in registered:
-        certificate = hub.client.get(f"/api/v1/certificates/{item['id']}", headers=lab).json()
+        certificate = batch_hub.client.get(f"/api/v1/certificates/{item['id']}", headers=lab).json()
         assert certificate["status"] == "issued" and certificate["public"] is True
-        proof = hub.client.get("/api/v1/log/proof", params={"hash": item["sha256"]})
+        proof = batch_hub.client.get("/api/v1/log/proof", params={"hash": item["sha256"]})
         assert proof.status_code == 200, proof.text
     refused = [item for item in response.json()["items"] if item["status"] == "refused"]
-    assert hub.client.get("/api/v1/log/proof", params={"hash": refused[0]["sha256"]}).status_code == 404
-    assert hub.client.app.state.graph_mapper.wait_idle(timeout=60)
-    store = hub.client.app.state.graph_store
+    assert batch_hub.client.get("/api/v1/log/proof", params={"hash": refused[0]["sha256"]}).status_code == 404
+    assert batch_hub.client.app.state.graph_mapper.wait_idle(timeout=60)
+    store = batch_hub.client.app.state.graph_store
     graphs = set(store.graph_names())
     assert {iris.certificate_graph_iri(item["id"]) for item in registered} <= graphs
+
+
+def test_signed_entries_are_verified_each_on_its_own(batch_hub):
+    _, lab, key, chain = _signing_lab(batch_hub, "Lab Batch Signer")
+    _, _, other_key, other_chain = _signing_lab(batch_hub, "Lab Batch Other")
+    own = sign_dcc(DCC, private_key=key, certificate_chain=chain)
+    tampered_root = etree.fromstring(sign_dcc(DCC, private_key=key, certificate_chain=chain))
+    tampered_root.find(f".//{{{DCC_NS}}}uniqueIdentifier").text = "FORGED-7"
+    entries = [
+        ("own.xml", own),
+        ("tampered.xml", etree.tostring(tampered_root)),
+        ("other-lab.xml", sign_dcc(DCC, private_key=other_key, certificate_chain=other_chain)),
+        ("unsigned.xml", VALID.read_bytes()),
+    ]
+    response = post_batch(batch_hub, lab, make_zip(entries))
+    assert response.status_code == 200, response.text
+    items = by_name(response.json())
+    assert items["own.xml"]["status"] == "registered"
+    assert items["unsigned.xml"]["status"] == "registered"
+    assert items["tampered.xml"]["problem"]["code"] == "signature-invalid"
+    assert items["other-lab.xml"]["problem"]["code"] == "signer-not-bound-to-lab"
+    assert response.json()["registered"] == count_certificates(batch_hub, lab) == 2
+
+
+def _wait_for(condition, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_a_pool_process_killed_mid_batch_answers_503_and_stores_nothing(request, tmp_path):
+    with running_hub(request, tmp_path, "sqlite", verify_processes=1) as hub:
+        _, lab = hub.make_org()
+        warm = post_batch(hub, lab, make_zip(corpus_entries()))
+        assert warm.status_code == 200, warm.text
+        pool = hub.client.app.state.verification_pool  # type: ignore[attr-defined]
+        [pid] = pool.process_ids()
+        registered = count_certificates(hub, lab)
+        os.kill(pid, signal.SIGSTOP)  # holds the next job until it is killed
+        body = make_zip([(f"copy-{index}.xml", VALID.read_bytes() + b"<!-- %d -->" % index) for index in range(3)])
+        answers: list = []
+        thread = threading.Thread(target=lambda: answers.append(post_batch(hub, lab, body)))
+        thread.start()
+        try:
+            _wait_for(lambda: pool.in_flight == 1)
+        finally:
+            os.kill(pid, signal.SIGKILL)
+        thread.join(30)
+        assert not thread.is_alive()
+        [killed] = answers
+        assert killed.status_code == 503
+        assert killed.headers["content-type"] == PROBLEM
+        assert killed.json()["code"] == "batch-examination-unavailable"
+        assert count_certificates(hub, lab) == registered  # nothing of the batch was stored
+
+        again = post_batch(hub, lab, body)
+        assert again.status_code == 200 and again.json()["registered"] == 3
+        assert pool.lost == 1 and pool.process_ids() not in ([], [pid])
+
+
+def test_examination_jobs_hold_a_bounded_number_of_documents_and_bytes():
+    small, large = b"x" * 1000, b"y" * (EXAMINATION_JOB_BYTES // 2 + 1)
+    contents = [small] * (EXAMINATION_JOB_DOCUMENTS + 1) + [large, large, small]
+    jobs = _examination_jobs(contents, max_bytes=25 << 20, organization_id="org")
+    assert [len(job.contents) for job in jobs] == [EXAMINATION_JOB_DOCUMENTS, 2, 2]
+    assert [content for job in jobs for content in job.contents] == contents  # every document, in order
+    assert all(sum(map(len, job.contents)) <= EXAMINATION_JOB_BYTES or len(job.contents) == 1 for job in jobs)
+
+
+def test_refusals_cross_the_process_boundary_with_their_details():
+    rejected = DocumentRejectedError(validate_document(INVALID_SCHEMA.read_bytes()))
+    copy = pickle.loads(pickle.dumps(rejected))
+    assert type(copy) is DocumentRejectedError
+    assert (copy.detail, copy.extra, copy.report) == (rejected.detail, rejected.extra, rejected.report)
+    signature = pickle.loads(pickle.dumps(SignatureInvalidError("bad", extra={"report": {"indication": "X"}})))
+    assert type(signature) is SignatureInvalidError and signature.extra == {"report": {"indication": "X"}}
+    xml = pickle.loads(pickle.dumps(XmlRejected("too-deep", "deeper than 256", line=7)))
+    assert (type(xml), xml.code, xml.detail, xml.line, str(xml)) == (
+        XmlRejected,
+        "too-deep",
+        "deeper than 256",
+        7,
+        str(XmlRejected("too-deep", "deeper than 256", line=7)),
+    )
