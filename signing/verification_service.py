@@ -248,16 +248,13 @@ def registered_content(session: Session, *, sha256: str) -> bytes:
 
 
 def verify_signed_submission(
-    session: Session, *, settings: Settings, content: bytes, root: etree._Element, organization: Organization
+    session: Session, *, settings: Settings, content: bytes, root: etree._Element, lab: LabIdentity
 ) -> VerificationReport | None:
-    """Refuse a submitted document whose ds:Signature is not TOTAL_PASSED or whose signer is another lab's."""
+    """Refuse a submitted document whose ds:Signature is not TOTAL_PASSED or whose signer is not `lab`'s."""
     if root.find(SIGNATURE_TAG) is None and root.tag != SIGNATURE_TAG:
         return None
     report = verify_document(
-        content,
-        trust=hub_trust_context(session, settings=settings),
-        policy=hub_policy(settings),
-        expected_lab=lab_identity(organization),
+        content, trust=hub_trust_context(session, settings=settings), policy=hub_policy(settings), expected_lab=lab
     )
     extra = {"report": report.model_dump(mode="json", by_alias=True)}
     binding = report.check(Constraint.lab_binding)

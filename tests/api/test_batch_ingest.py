@@ -25,6 +25,7 @@ from certificates.validation import validate_document
 from certificates.xml import XmlRejected
 from graph import iris
 from organizations.models import Scope
+from signing.trust import LabIdentity
 from signing.verification_service import SignatureInvalidError
 from signing.xades import sign_dcc
 from tests.api.test_verification_api import DCC, DCC_NS, _signing_lab
@@ -276,7 +277,7 @@ def test_a_pool_process_killed_mid_batch_answers_503_and_stores_nothing(request,
 def test_examination_jobs_hold_a_bounded_number_of_documents_and_bytes():
     small, large = b"x" * 1000, b"y" * (EXAMINATION_JOB_BYTES // 2 + 1)
     contents = [small] * (EXAMINATION_JOB_DOCUMENTS + 1) + [large, large, small]
-    jobs = _examination_jobs(contents, max_bytes=25 << 20, organization_id="org")
+    jobs = _examination_jobs(contents, max_bytes=25 << 20, lab=LabIdentity(organization_id="org", name="Lab"))
     assert [len(job.contents) for job in jobs] == [EXAMINATION_JOB_DOCUMENTS, 2, 2]
     assert [content for job in jobs for content in job.contents] == contents  # every document, in order
     assert all(sum(map(len, job.contents)) <= EXAMINATION_JOB_BYTES or len(job.contents) == 1 for job in jobs)
