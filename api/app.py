@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 from adapters.events import on_certificate_audit_event
 from api.adapter_fusion import install_adapter_fusion
+from api.document_pool import DocumentPool
 from api.errors import install_problem_handlers
 from api.graph import install_graph
 from api.logging import configure_logging
@@ -37,7 +38,6 @@ from api.routers import (
     verification,
 )
 from api.trust import install_trust
-from api.verification_pool import VerificationPool
 from organizations.service import ensure_bootstrap_admin
 from storage.database import WalCheckpointer, make_engine, session_scope
 from storage.events import EventHooks
@@ -86,8 +86,8 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     install_metrics(app, app.state.metrics)
     install_trust(app)
     # Public verifications run in processes of their own (started on first use): one API process, every core.
-    app.state.verification_pool = VerificationPool(settings, engine=engine)
-    app.router.on_shutdown.append(app.state.verification_pool.shutdown)
+    app.state.document_pool = DocumentPool(settings, engine=engine)
+    app.router.on_shutdown.append(app.state.document_pool.shutdown)
     install_graph(app)
     # Canonical adapter records reach the graph from this process: the embedded store has one writer.
     install_adapter_fusion(app)

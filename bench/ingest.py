@@ -16,7 +16,7 @@ Every figure is measured in this run next to its baseline, so ratios stay meanin
   apply to this path (one request per document cannot get near the cost target: its HTTP round trip alone
   costs about the lxml-only time). It runs twice: with the hub's defaults (its pool processes examine the
   documents on every core; their CPU and memory are printed beside the API process's), and with the API process
-  alone (`QIHUB_VERIFY_PROCESSES=0`), where the throughput target must hold too ("in one process"). Then the
+  alone (`QIHUB_DOCUMENT_PROCESSES=0`), where the throughput target must hold too ("in one process"). Then the
   graph fusion of the first run: how long after the last batch the background mapper has every certificate in
   the knowledge graph (polled through `/sparql`);
 * memory: the serving process's peak RSS (VmHWM) after the single-document rounds.
@@ -66,7 +66,7 @@ TARGET_CERTS_PER_S = 150.0
 TARGET_INGEST_VS_LXML = 4.0
 TARGET_PEAK_RSS_MB = 300.0
 # The hub's setting for its pool processes; 0 does all the work in the API process.
-ONE_PROCESS_SETTING = "QIHUB_VERIFY_PROCESSES"
+ONE_PROCESS_SETTING = "QIHUB_DOCUMENT_PROCESSES"
 
 
 @dataclass(frozen=True)

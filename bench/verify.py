@@ -3,7 +3,7 @@
 Run from the repository root:
 
     .venv/bin/python bench/verify.py [--repeats 60] [--clients 4] [--seconds 10] [--profile] [--http-only]
-                                     [--workers 1] [--verify-processes N]
+                                     [--workers 1] [--document-processes N]
 
 Measured in one run, on the signed corpus DCCs that verify (pydcc 3.2.0 B-B and B-LT, pydcc 3.1.1,
 dcclib XMLDSig), each at a time inside its test certificates' validity:
@@ -15,7 +15,7 @@ dcclib XMLDSig), each at a time inside its test certificates' validity:
   transparency proof — with the chain cache warm (production) and switched off (cold);
 * HTTP: a uvicorn process (`qihub serve`'s command) fed by `--clients` threads POSTing to /api/v1/verify,
   after a warm-up by all clients at once. The API process verifies in its verification processes
-  (QIHUB_VERIFY_PROCESSES, the hub's default unless `--verify-processes`): the HTTP line shows how many ran,
+  (QIHUB_DOCUMENT_PROCESSES, the hub's default unless `--document-processes`): the HTTP line shows how many ran,
   and the CPU each kind of process spent per verification (read from /proc), so the split is visible.
 
 Targets: hub ≤ 1.3 × signxml alone (warm), ≥ 150 verifications/s over HTTP.
@@ -238,12 +238,12 @@ def pool_processes(server_pid: int) -> tuple[float, dict[int, float]]:
 
 
 @contextmanager
-def running_hub(settings: Settings, workers: int = 1, verify_processes: int | None = None) -> Iterator[RunningHub]:
+def running_hub(settings: Settings, workers: int = 1, document_processes: int | None = None) -> Iterator[RunningHub]:
     """The hub as production runs it (uvicorn factory, `qihub serve --workers N`), ready."""
     port = _free_port()
     env = {**os.environ, "QIHUB_DATA_DIR": str(settings.data_dir), "QIHUB_LOG_LEVEL": "WARNING"}
-    if verify_processes is not None:
-        env["QIHUB_VERIFY_PROCESSES"] = str(verify_processes)
+    if document_processes is not None:
+        env["QIHUB_DOCUMENT_PROCESSES"] = str(document_processes)
     log = (settings.data_dir.parent / "server.log").open("wb")
     command = [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory"]
     command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--workers", str(workers)]
@@ -288,7 +288,7 @@ class HttpFigures:
 
 
 def measure_http(
-    settings: Settings, clients: int, seconds: float, workers: int, verify_processes: int | None = None
+    settings: Settings, clients: int, seconds: float, workers: int, document_processes: int | None = None
 ) -> HttpFigures:
     """Verifications completed by `clients` threads in `seconds`, their latencies, errors and CPU use."""
     latencies: list[float] = []
@@ -303,7 +303,7 @@ def measure_http(
             headers={"Content-Type": "application/xml"},
         )
 
-    with running_hub(settings, workers, verify_processes) as hub:
+    with running_hub(settings, workers, document_processes) as hub:
         stop_at = 0.0
         warm = threading.Barrier(clients + 1)
 
@@ -355,7 +355,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (qihub serve --workers)")
     parser.add_argument(
-        "--verify-processes", type=int, default=None, help="QIHUB_VERIFY_PROCESSES of the hub; default: the hub's"
+        "--document-processes", type=int, default=None, help="QIHUB_DOCUMENT_PROCESSES of the hub; default: the hub's"
     )
     parser.add_argument("--profile", action="store_true", help="Profile the hub's in-process verification")
     parser.add_argument("--http-only", action="store_true", help="Skip the in-process comparison with signxml")
@@ -384,7 +384,7 @@ def main() -> int:
             )
 
         http = measure_http(
-            settings, arguments.clients, arguments.seconds, arguments.workers, arguments.verify_processes
+            settings, arguments.clients, arguments.seconds, arguments.workers, arguments.document_processes
         )
         per_second = http.count / http.wall if http.wall else 0.0
         print(

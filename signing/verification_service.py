@@ -181,7 +181,7 @@ _followed_generations: tuple[int, int] | None = None
 
 def follow_generations(generations: tuple[int, int]) -> None:
     """Drop what this process cached before a change that another process (its `cache_generations`) committed."""
-    # A verification process gets the API process's generations with every job (api/verification_pool.py), so
+    # A verification process gets the API process's generations with every job (api/document_pool.py), so
     # a change committed through the API reaches the very next verification.
     global _followed_generations
     previous, _followed_generations = _followed_generations, generations

@@ -40,19 +40,19 @@ class Settings(BaseSettings):
     pkcs11_token_label: str | None = Field(default=None, description="PKCS#11 token label.")
     pkcs11_pin: str | None = Field(default=None, description="PKCS#11 user PIN.")
 
-    # --- verification (api/verification_pool.py): processes verifying beside the API process ---------------
-    verify_processes: int = Field(
+    # --- document processes (api/document_pool.py): verifying and examining beside the API process -----------
+    document_processes: int = Field(
         default_factory=lambda: min(2, os.cpu_count() or 1),
         ge=0,
-        description="Processes that run public verifications (verification is CPU-bound and holds the GIL, "
-        "so the API process alone uses one core); started on first use; 0 verifies in the API process. "
-        "Default min(2, CPUs).",
+        description="Processes that verify signatures (public verification) and examine the documents of batch "
+        "uploads (parse, XSD, rules): CPU-bound work that holds the GIL, so the API process alone uses one core; "
+        "started on first use; 0 does it all in the API process. Default min(2, CPUs).",
     )
-    verify_timeout_s: float = Field(
+    document_job_timeout_s: float = Field(
         default=30.0,
         gt=0,
-        description="Longest a verification process may take over one verification; a process that takes "
-        "longer (hung) is killed and replaced, and its request answers 503.",
+        description="Longest a document process may take over one job (a verification, or up to 16 documents of "
+        "a batch); a process that takes longer (hung) is killed and replaced, and its request answers 503.",
     )
 
     # --- knowledge graph (graph/): store and SPARQL endpoint ---------------------------------------------

@@ -98,9 +98,9 @@ def _truncate_all(url: str) -> None:
 
 @contextmanager
 def running_hub(
-    request: pytest.FixtureRequest, tmp_path: Path, backend: str, *, verify_processes: int = 0
+    request: pytest.FixtureRequest, tmp_path: Path, backend: str, *, document_processes: int = 0
 ) -> Iterator[Hub]:
-    """A hub with an admin key on `backend` ("sqlite" or "postgres"), its pool sized `verify_processes`."""
+    """A hub with an admin key on `backend` ("sqlite" or "postgres"), its pool sized `document_processes`."""
     database_url = None
     if backend == "postgres":
         database_url = request.getfixturevalue("postgres_url")
@@ -109,7 +109,7 @@ def running_hub(
         data_dir=tmp_path / "data",
         database_url=database_url,
         bootstrap_admin_key=ADMIN_KEY,
-        verify_processes=verify_processes,
+        document_processes=document_processes,
     )
     app = create_app(settings)
     with TestClient(app, raise_server_exceptions=False) as client:
@@ -120,7 +120,7 @@ def running_hub(
 @pytest.fixture(params=["sqlite", "postgres"])
 def hub(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Hub]:
     """A hub with an admin key, once on SQLite and once on PostgreSQL."""
-    # Verification runs in the API process here: the pool's own tests (tests/api/test_verification_pool.py)
+    # Verification runs in the API process here: the pool's own tests (tests/api/test_document_pool.py)
     # cover the processes, and hundreds of short-lived hubs need not start them.
     with running_hub(request, tmp_path, request.param) as hub:
         yield hub

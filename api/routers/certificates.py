@@ -19,8 +19,8 @@ from sqlmodel import Session
 
 from api.body import media_type_of, negotiate, read_body_limited
 from api.deps import ReaderDep, SessionDep, WriterDep, cached_actor, request_session
+from api.document_pool import DocumentPool
 from api.errors import ProblemError, problem_responses
-from api.verification_pool import VerificationPool
 from certificates import service
 from certificates.dcc_json import SubmissionInvalid, build_dcc_xml, dcc_to_json
 from certificates.models import (
@@ -345,7 +345,7 @@ async def _examine_in_pool(
     request: Request, *, actor: Actor, documents: list[tuple[str, bytes]]
 ) -> list[service.Examination] | None:
     """The documents examined by the pool's processes, or None when they are to be examined in this process."""
-    pool: VerificationPool = request.app.state.verification_pool
+    pool: DocumentPool = request.app.state.document_pool
     if pool.processes == 0 or len(documents) < 2:
         return None  # a single document is not worth the hop to another process
     jobs = _examination_jobs(

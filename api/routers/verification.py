@@ -15,8 +15,8 @@ from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from api.body import media_type_of, negotiate, read_body_limited
+from api.document_pool import DocumentPool, Renderer, VerificationJob
 from api.errors import ProblemError, problem_responses
-from api.verification_pool import Renderer, VerificationJob, VerificationPool
 from certificates.xml import XmlRejected
 from signing.report import VerificationReport
 from storage.errors import DomainError
@@ -73,7 +73,7 @@ def _page_html(report: VerificationReport, *, sha256: str, at: str | None) -> st
     return _render(report=report, show_form=True, sha256=sha256, at=at)
 
 
-# Rendering happens where the report is made (a verification process): only the body comes back.
+# Rendering happens where the report is made (a document process): only the body comes back.
 RENDERERS: dict[str, Renderer] = {"application/json": _report_json, "text/html": _report_html}
 
 
@@ -88,8 +88,8 @@ def _chosen(accept: str | None) -> str:
     return chosen
 
 
-def _pool(request: Request) -> VerificationPool:
-    pool: VerificationPool = request.app.state.verification_pool
+def _pool(request: Request) -> DocumentPool:
+    pool: DocumentPool = request.app.state.document_pool
     return pool
 
 
@@ -149,6 +149,6 @@ async def verify_page(
     except (DomainError, XmlRejected) as error:
         status = 404 if getattr(error, "code", "") == "not-found" else 422
         return HTMLResponse(_render(show_form=True, error=str(getattr(error, "detail", error)), **values), status)
-    except ProblemError as error:  # no verification process (stopping, or one died): a page, not JSON
+    except ProblemError as error:  # no document process (stopping, or one died): a page, not JSON
         return HTMLResponse(_render(show_form=True, error=error.detail, **values), error.status)
     return HTMLResponse(page)

@@ -1,7 +1,7 @@
 """Batch submission (`POST /api/v1/certificates/batch`, a ZIP of DCC XML files), on SQLite and PostgreSQL.
 
 The hub examines a batch's documents (parse, XSD, rules, signatures) in its pool processes by default, and in
-the API process when it has none (`QIHUB_VERIFY_PROCESSES=0`): `batch_hub` runs the behaviour tests both ways,
+the API process when it has none (`QIHUB_DOCUMENT_PROCESSES=0`): `batch_hub` runs the behaviour tests both ways,
 on both databases, and the pool's own failure paths are driven for real (a process killed mid-batch).
 """
 
@@ -45,10 +45,10 @@ BATCH = "/api/v1/certificates/batch"
 def batch_hub(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Hub]:
     """A hub examining batches in the API process, or ("-pool") in two pool processes; SQLite and PostgreSQL."""
     backend, _, pool = request.param.partition("-")
-    with running_hub(request, tmp_path, backend, verify_processes=2 if pool else 0) as hub:
+    with running_hub(request, tmp_path, backend, document_processes=2 if pool else 0) as hub:
         yield hub
     if pool:  # the batches really went through the processes
-        assert hub.client.app.state.verification_pool.completed > 0  # type: ignore[attr-defined]
+        assert hub.client.app.state.document_pool.completed > 0  # type: ignore[attr-defined]
 
 
 def make_zip(entries: list[tuple[str, bytes]], *, compression: int = zipfile.ZIP_DEFLATED) -> bytes:
@@ -245,11 +245,11 @@ def _wait_for(condition, timeout: float = 30.0) -> None:
 
 
 def test_a_pool_process_killed_mid_batch_answers_503_and_stores_nothing(request, tmp_path):
-    with running_hub(request, tmp_path, "sqlite", verify_processes=1) as hub:
+    with running_hub(request, tmp_path, "sqlite", document_processes=1) as hub:
         _, lab = hub.make_org()
         warm = post_batch(hub, lab, make_zip(corpus_entries()))
         assert warm.status_code == 200, warm.text
-        pool = hub.client.app.state.verification_pool  # type: ignore[attr-defined]
+        pool = hub.client.app.state.document_pool  # type: ignore[attr-defined]
         [pid] = pool.process_ids()
         registered = count_certificates(hub, lab)
         os.kill(pid, signal.SIGSTOP)  # holds the next job until it is killed

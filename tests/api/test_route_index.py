@@ -17,7 +17,7 @@ ODD_PATHS = ["/", "/nope", "/api", "/api/v1", "/api/v1/", "/api/v1/nope", "/api/
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
-    app = create_app(Settings(data_dir=tmp_path_factory.mktemp("route-index") / "data", verify_processes=0))
+    app = create_app(Settings(data_dir=tmp_path_factory.mktemp("route-index") / "data", document_processes=0))
     yield app
     app.state.engine.dispose()
 

@@ -1,20 +1,22 @@
-"""Public verifications and batch examinations in processes of their own, so one API process uses every core.
+"""Document processes: public verifications and batch examinations beside the API process, on every core.
 
 Verification is CPU-bound Python (lxml, signxml, cryptography, pyhanko-certvalidator) that holds the GIL: in
 the API process it uses one core however many threads run it (issue #3). So is examining the documents of a
 ZIP batch (parse, XSD, rules, signatures; issue #2). The hub cannot run several API processes on its embedded
 defaults (the embedded graph store and the adapter fusion thread belong to one process), so the API process
-hands such jobs to a few processes it owns (`QIHUB_VERIFY_PROCESSES`, default min(2, CPUs); 0 runs them in
+hands such jobs to a few processes it owns (`QIHUB_DOCUMENT_PROCESSES`, default min(2, CPUs); 0 runs them in
 the API process's thread pool). A job is any picklable object with `run(engine, settings)`.
 
-* Processes start on first use (a hub that never verifies starts none) and stop with the app. They come from
-  a fork server with the verifier imported once: the API process runs threads, and a plain fork would copy
-  their locks. As with uvicorn's own workers, a script that serves the hub must guard its entry point with
-  `if __name__ == "__main__":`.
+* Processes start on first use (a hub that never verifies or takes a batch starts none) and stop with the app.
+  They come from a fork server with the verifier and the validator imported once: the API process runs threads,
+  and a plain fork would copy their locks. As with uvicorn's own workers, a script that serves the hub must
+  guard its entry point with `if __name__ == "__main__":`.
 * Each process builds its own engine from the app's settings and keeps its caches (trust context, registry
   lookups, chain outcomes, compiled schemas) warm. Every job carries the API process's cache generations, so a
   change to the trust registry or the registry committed through the API is seen by the very next verification.
-* A process renders the response body itself (JSON or HTML): the API process forwards bytes.
+* A verification process renders the response body itself (JSON or HTML): the API process forwards bytes. A
+  batch examination returns one `certificates.service.Examination` per document; the API process registers
+  the batch.
 * The event loop talks to each process over its own socket with its non-blocking socket calls (no helper
   thread, no write that waits for a busy machine to schedule the process): `ProcessPoolExecutor` costs the
   API process more than twice the CPU per job with its two threads, blocks the event loop while it starts
@@ -22,8 +24,9 @@ the API process's thread pool). A job is any picklable object with `run(engine, 
 * Domain errors and refused XML come back as the same exception classes (the same problems answer). When a
   process dies (killed, out of memory) the job it was running answers 503 and the process is
   replaced on demand; a job that never reached a process runs on a fresh one. A process that takes longer than
-  `QIHUB_VERIFY_TIMEOUT_S` over one job (hung, or a pathological document) is killed the same way: its
-  request answers 503 `verification-timeout` rather than holding a worker for ever.
+  `QIHUB_DOCUMENT_JOB_TIMEOUT_S` over one job (hung, or a pathological document) is killed the same way: its
+  request answers 503 `<activity>-timeout` (`verification-timeout`, `batch-examination-timeout`) rather than
+  holding a worker for ever.
 """
 
 import asyncio
@@ -58,11 +61,11 @@ from storage.settings import Settings
 if TYPE_CHECKING:
     from multiprocessing.context import ForkServerContext, SpawnContext  # ForkServerContext: not on Windows
 
-log = structlog.get_logger("qihub.verification")
+log = structlog.get_logger("qihub.document_pool")
 
 # Imported once by the fork server, so a new process starts with the verifier and validator loaded (not after
 # ~1 s of imports).
-PRELOAD: Final = ["api.verification_pool", "api.routers.verification", "api.routers.certificates"]
+PRELOAD: Final = ["api.document_pool", "api.routers.verification", "api.routers.certificates"]
 # Each message on a process's socket: its length, then a pickle.
 _HEADER: Final = struct.Struct("!Q")
 STOP_TIMEOUT_S: Final = 5.0
@@ -214,12 +217,12 @@ class _Process:
             return True
 
 
-class VerificationPool:
+class DocumentPool:
     """The app's pool processes (none until first used); `processes` 0 runs jobs in the API process."""
 
     def __init__(self, settings: Settings, *, engine: Engine) -> None:
-        self.processes = settings.verify_processes
-        self.timeout_s = settings.verify_timeout_s
+        self.processes = settings.document_processes
+        self.timeout_s = settings.document_job_timeout_s
         self._settings = settings
         self._engine = engine
         self._lock = threading.Lock()

@@ -1,4 +1,4 @@
-"""Public verifications in the app's verification processes (QIHUB_VERIFY_PROCESSES): same answers, fresh trust.
+"""Public verifications in the app's document processes (QIHUB_DOCUMENT_PROCESSES): same answers, fresh trust.
 
 The `hub` fixture's hubs may verify in the API process; these hubs verify in one process of their own, as
 `qihub serve` does by default, and the pool's failure paths are driven for real (a process is stopped and
@@ -20,7 +20,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.verification_pool import VerificationPool, _Failure
+from api.document_pool import DocumentPool, _Failure
 from certificates.xml import XmlRejected
 from signing.verification_service import verify_for_registry
 from signing.xades import sign_dcc
@@ -35,7 +35,7 @@ from tests.paths import XMLDSIG_CORPUS
 @contextmanager
 def _hub_verifying_in_one_process(tmp_path: Path, **settings_values: Any) -> Iterator[Hub]:
     settings = Settings(
-        data_dir=tmp_path / "data", bootstrap_admin_key=ADMIN_KEY, verify_processes=1, **settings_values
+        data_dir=tmp_path / "data", bootstrap_admin_key=ADMIN_KEY, document_processes=1, **settings_values
     )
     app = create_app(settings)
     with TestClient(app, raise_server_exceptions=False) as client:
@@ -45,13 +45,13 @@ def _hub_verifying_in_one_process(tmp_path: Path, **settings_values: Any) -> Ite
 
 @pytest.fixture
 def pooled_hub(tmp_path: Path) -> Iterator[Hub]:
-    """A hub (SQLite) that verifies in one verification process."""
+    """A hub (SQLite) that verifies in one document process."""
     with _hub_verifying_in_one_process(tmp_path) as hub:
         yield hub
 
 
-def _pool(hub: Hub) -> VerificationPool:
-    return hub.client.app.state.verification_pool  # type: ignore[attr-defined,no-any-return]
+def _pool(hub: Hub) -> DocumentPool:
+    return hub.client.app.state.document_pool  # type: ignore[attr-defined,no-any-return]
 
 
 def _wait_for(condition, timeout: float = 30.0) -> None:
@@ -186,7 +186,7 @@ def test_a_process_killed_mid_verification_answers_503_and_the_next_verification
 
 
 def test_a_process_that_hangs_past_the_timeout_is_killed_and_its_request_answers_503(tmp_path):
-    with _hub_verifying_in_one_process(tmp_path, verify_timeout_s=1.0) as hub:
+    with _hub_verifying_in_one_process(tmp_path, document_job_timeout_s=1.0) as hub:
         _, _, key, chain = _signing_lab(hub, "Lab Pool Hung")
         signed = sign_dcc(DCC, private_key=key, certificate_chain=chain)
         assert hub.client.post("/api/v1/verify", content=signed, headers=XML).status_code == 200
@@ -234,13 +234,13 @@ def test_a_stopped_pool_answers_503_and_leaves_no_process(pooled_hub):
 
 
 def test_zero_processes_verify_in_the_api_process(tmp_path):
-    settings = Settings(data_dir=tmp_path / "data", verify_processes=0)
+    settings = Settings(data_dir=tmp_path / "data", document_processes=0)
     app = create_app(settings)
     with TestClient(app) as client:
         response = client.post("/api/v1/verify", content=DCC, headers=XML)
     app.state.engine.dispose()
     assert response.status_code == 200 and response.json()["indication"] == "TOTAL_FAILED"
-    assert app.state.verification_pool.completed == 0 and app.state.verification_pool.process_ids() == []
+    assert app.state.document_pool.completed == 0 and app.state.document_pool.process_ids() == []
 
 
 def test_errors_cross_the_process_boundary_as_their_own_class():
