@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session, col, select
 
 from adapters.models import CanonicalRecordRow
-from api.adapter_fusion import install_adapter_fusion
+from api.adapter_fusion import AdapterFuser
 from api.app import create_app
 from graph.iris import instrument_iri
 from storage.database import session_scope
@@ -44,7 +44,7 @@ def _wait_fused(engine, timeout_s: float = 20.0) -> None:
 def test_the_api_fuses_landed_records_in_the_background_and_answers_the_cross_source_query(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "data", bootstrap_admin_key=ADMIN_KEY, worker_poll_interval_s=0.1)
     app = create_app(settings)
-    fuser = install_adapter_fusion(app)
+    fuser: AdapterFuser = app.state.adapter_fuser  # create_app installs it: a second one would race it
     with TestClient(app, raise_server_exceptions=False) as client:
         limit = {"room": ROOM, "quantity": "temperature", "unit": "°C", "minimum": "18", "maximum": "26"}
         assert client.put("/api/v1/rules/environment-limits", json=limit, headers=ADMIN).status_code == 201
