@@ -14,7 +14,7 @@ dcclib XMLDSig), each at a time inside its test certificates' validity:
   pyhanko-certvalidator path + revocation, policy, trust context from the trust registry, registry lookup,
   transparency proof — with the chain cache warm (production) and switched off (cold);
 * HTTP: a uvicorn process (`qihub serve`'s command) fed by `--clients` threads POSTing to /api/v1/verify,
-  after a warm-up by all clients at once. The API process verifies in its verification processes
+  after a warm-up by all clients at once. The API process verifies in its document processes
   (QIHUB_DOCUMENT_PROCESSES, the hub's default unless `--document-processes`): the HTTP line shows how many ran,
   and the CPU each kind of process spent per verification (read from /proc), so the split is visible.
 
@@ -282,9 +282,9 @@ class HttpFigures:
     latencies: list[float]
     errors: list[str]
     api_cpu: float  # seconds used by the API process during the measured window
-    pool_cpu: float  # seconds used by its verification processes during the window
+    pool_cpu: float  # seconds used by its document processes during the window
     client_cpu: float  # seconds used by this (client) process during the window
-    pool_size: int  # verification processes alive at the end
+    pool_size: int  # document processes alive at the end
 
 
 def measure_http(
@@ -389,7 +389,7 @@ def main() -> int:
         per_second = http.count / http.wall if http.wall else 0.0
         print(
             f"HTTP POST /api/v1/verify ({arguments.clients} client threads, {http.wall:.1f} s, "
-            f"uvicorn x{arguments.workers}, verification processes x{http.pool_size}, SQLite, "
+            f"uvicorn x{arguments.workers}, document processes x{http.pool_size}, SQLite, "
             f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f})"
         )
         print(f"  {http.count} verifications -> {per_second:.1f} verifications/s")
@@ -401,7 +401,7 @@ def main() -> int:
             # CPU per verification, by process: shows where the time goes and that the pool does the verifying.
             print(
                 f"  CPU ms per verification: API process {http.api_cpu / http.count * 1000:.2f}, "
-                f"verification processes {http.pool_cpu / http.count * 1000:.2f}, "
+                f"document processes {http.pool_cpu / http.count * 1000:.2f}, "
                 f"bench clients {http.client_cpu / http.count * 1000:.2f}"
             )
             # Derived, not measured: an upper bound of what the hub's processes could sustain with every CPU to
