@@ -7,11 +7,7 @@ on both databases, and the pool's own failure paths are driven for real (a proce
 
 import hashlib
 import io
-import os
 import pickle
-import signal
-import threading
-import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +24,7 @@ from organizations.models import Scope
 from signing.trust import LabIdentity
 from signing.verification_service import SignatureInvalidError
 from signing.xades import sign_dcc
+from tests.api.document_pool_support import answer_with_process_killed_mid_job
 from tests.api.test_verification_api import DCC, DCC_NS, _signing_lab
 from tests.conftest import Hub, running_hub
 from tests.paths import DCC_CORPUS
@@ -237,13 +234,6 @@ def test_signed_entries_are_verified_each_on_its_own(batch_hub):
     assert response.json()["registered"] == count_certificates(batch_hub, lab) == 2
 
 
-def _wait_for(condition, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
-
-
 def test_a_pool_process_killed_mid_batch_answers_503_and_stores_nothing(request, tmp_path):
     with running_hub(request, tmp_path, "sqlite", document_processes=1) as hub:
         _, lab = hub.make_org()
@@ -252,18 +242,8 @@ def test_a_pool_process_killed_mid_batch_answers_503_and_stores_nothing(request,
         pool = hub.client.app.state.document_pool  # type: ignore[attr-defined]
         [pid] = pool.process_ids()
         registered = count_certificates(hub, lab)
-        os.kill(pid, signal.SIGSTOP)  # holds the next job until it is killed
         body = make_zip([(f"copy-{index}.xml", VALID.read_bytes() + b"<!-- %d -->" % index) for index in range(3)])
-        answers: list = []
-        thread = threading.Thread(target=lambda: answers.append(post_batch(hub, lab, body)))
-        thread.start()
-        try:
-            _wait_for(lambda: pool.in_flight == 1)
-        finally:
-            os.kill(pid, signal.SIGKILL)
-        thread.join(30)
-        assert not thread.is_alive()
-        [killed] = answers
+        killed = answer_with_process_killed_mid_job(pool, pid, lambda: post_batch(hub, lab, body))
         assert killed.status_code == 503
         assert killed.headers["content-type"] == PROBLEM
         assert killed.json()["code"] == "batch-examination-unavailable"

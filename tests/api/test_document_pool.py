@@ -8,8 +8,6 @@ killed mid-verification).
 import os
 import pickle
 import signal
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -27,6 +25,7 @@ from signing.xades import sign_dcc
 from storage.database import session_scope
 from storage.errors import InvalidInputError
 from storage.settings import Settings
+from tests.api.document_pool_support import answer_with_process_killed_mid_job, wait_for
 from tests.api.test_verification_api import DCC, XML, _signing_lab
 from tests.conftest import ADMIN_KEY, Hub
 from tests.paths import XMLDSIG_CORPUS
@@ -52,13 +51,6 @@ def pooled_hub(tmp_path: Path) -> Iterator[Hub]:
 
 def _pool(hub: Hub) -> DocumentPool:
     return hub.client.app.state.document_pool  # type: ignore[attr-defined,no-any-return]
-
-
-def _wait_for(condition, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
 
 
 def _exists(pid: int) -> bool:
@@ -163,19 +155,9 @@ def test_a_process_killed_mid_verification_answers_503_and_the_next_verification
     assert pooled_hub.client.post("/api/v1/verify", content=signed, headers=XML).status_code == 200
     pool = _pool(pooled_hub)
     [pid] = pool.process_ids()
-    os.kill(pid, signal.SIGSTOP)  # holds the next job until it is killed
-    answers: list = []
-    request = threading.Thread(
-        target=lambda: answers.append(pooled_hub.client.post("/api/v1/verify", content=signed, headers=XML))
+    killed = answer_with_process_killed_mid_job(
+        pool, pid, lambda: pooled_hub.client.post("/api/v1/verify", content=signed, headers=XML)
     )
-    request.start()
-    try:
-        _wait_for(lambda: pool.in_flight == 1)
-    finally:
-        os.kill(pid, signal.SIGKILL)
-    request.join(30)
-    assert not request.is_alive()
-    [killed] = answers
     assert killed.status_code == 503
     assert killed.headers["content-type"] == "application/problem+json"
     assert killed.json()["code"] == "verification-unavailable"
@@ -201,7 +183,7 @@ def test_a_process_that_hangs_past_the_timeout_is_killed_and_its_request_answers
         assert hung.status_code == 503
         assert hung.headers["content-type"] == "application/problem+json"
         assert hung.json()["code"] == "verification-timeout"
-        _wait_for(lambda: not _exists(pid))  # killed by the pool, not left stopped
+        wait_for(lambda: not _exists(pid))  # killed by the pool, not left stopped
 
         again = hub.client.post("/api/v1/verify", content=signed, headers=XML)
         assert again.status_code == 200 and again.json()["indication"] == "TOTAL_PASSED"
@@ -213,7 +195,7 @@ def test_a_process_that_died_while_idle_is_replaced_without_failing_a_verificati
     pool = _pool(pooled_hub)
     [pid] = pool.process_ids()
     os.kill(pid, signal.SIGKILL)
-    _wait_for(lambda: not _exists(pid))
+    wait_for(lambda: not _exists(pid))
     response = pooled_hub.client.post("/api/v1/verify", content=DCC, headers=XML)
     assert response.status_code == 200, response.text
     assert response.json()["subIndication"] == "FORMAT_FAILURE"  # unsigned: reported, not refused
