@@ -55,7 +55,7 @@ from signing import verification_service
 from signing.pki import load_or_create_hub_ca
 from signing.report import VerificationReport
 from storage.database import make_engine, session_scope
-from storage.errors import DomainError
+from storage.errors import DomainError, rebuild_error
 from storage.settings import Settings
 
 if TYPE_CHECKING:
@@ -128,10 +128,7 @@ class _Failure:
     state: dict[str, Any]
 
     def rebuild(self) -> BaseException:
-        error = self.kind.__new__(self.kind, *self.args)
-        error.args = self.args
-        error.__dict__.update(self.state)
-        return error
+        return rebuild_error(self.kind, self.args, self.state)
 
     @classmethod
     def of(cls, error: Exception) -> "_Failure":

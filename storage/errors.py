@@ -3,7 +3,7 @@
 from typing import Any
 
 
-def rebuild_error(kind: type[Exception], args: tuple[Any, ...], state: dict[str, Any]) -> Exception:
+def rebuild_error(kind: type[BaseException], args: tuple[Any, ...], state: dict[str, Any]) -> BaseException:
     """An exception of `kind` with these args and attributes, made without calling its constructor."""
     error = kind.__new__(kind, *args)
     error.args = args

@@ -263,7 +263,7 @@ def _refused(name: str, code: str, detail: str, findings: object = None) -> dict
 
 @dataclass(frozen=True)
 class BatchExaminationJob:
-    """Some documents of a batch, examined in a pool process: parsed, validated, their signatures verified."""
+    """Some documents of a batch, examined in a document process: parsed, validated, their signatures verified."""
 
     activity: ClassVar[str] = "batch-examination"
     contents: list[bytes]
@@ -344,7 +344,7 @@ def _open_batch(
 async def _examine_in_pool(
     request: Request, *, actor: Actor, documents: list[tuple[str, bytes]]
 ) -> list[service.Examination] | None:
-    """The documents examined by the pool's processes, or None when they are to be examined in this process."""
+    """The documents examined by the document processes, or None when this process is to examine them."""
     pool: DocumentPool = request.app.state.document_pool
     if pool.processes == 0 or len(documents) < 2:
         return None  # a single document is not worth the hop to another process
@@ -370,7 +370,6 @@ def _register_batch(
 ) -> dict[str, Any]:
     settings = request.app.state.settings
     entries = batch.entries
-
     lab = lab_identity(actor.organization)
 
     def verify(content: bytes, root: Any) -> None:
@@ -449,8 +448,8 @@ async def submit_certificate_batch(
     in its item, with the problem code and findings a single submission would get; the others still register.
     A ZIP that cannot be read is a 400; one whose directory announces more than 10,000 entries, more than
     8 documents' cap in total, an entry over the document cap or a bomb-like compression ratio is a 413.
-    The documents are examined in the hub's pool processes; if one of them dies or overruns its time on this
-    batch, the answer is a 503 (`batch-examination-unavailable` or `-timeout`) and nothing is stored.
+    The documents are examined in the hub's document processes; if one of them dies or overruns its time on
+    this batch, the answer is a 503 (`batch-examination-unavailable` or `-timeout`) and nothing is stored.
     """
     if media_type_of(request) not in ZIP_MEDIA_TYPES:
         raise ProblemError(415, "unsupported-media-type", "Send application/zip.")
@@ -469,7 +468,7 @@ async def submit_certificate_batch(
         )
         if isinstance(batch, dict):
             return JSONResponse(batch)  # the answer to the earlier request with this key
-        # Parsing, validating and verifying are CPU-bound and hold the GIL: the pool's processes do them on
+        # Parsing, validating and verifying are CPU-bound and hold the GIL: the document processes do them on
         # every core, then this process registers the batch in one transaction.
         examinations = await _examine_in_pool(request, actor=actor, documents=batch.documents)
         response_body = await run_in_threadpool(
