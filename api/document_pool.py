@@ -72,8 +72,6 @@ STOP_TIMEOUT_S: Final = 5.0
 
 Renderer = Callable[[VerificationReport], str | bytes]
 ResultT = TypeVar("ResultT")
-
-
 ResultT_co = TypeVar("ResultT_co", covariant=True)
 
 
@@ -257,7 +255,7 @@ class DocumentPool:
             return sorted(p.process.pid for p in self._all if p.process.pid is not None)
 
     def shutdown(self) -> None:
-        """Stop every process (idempotent); a verification still running answers 503, later ones too."""
+        """Stop every process (idempotent); a job still running answers 503, later ones too."""
         with self._lock:
             self._closed = True
             idle, busy = list(self._idle), [p for p in self._all if p not in self._idle]

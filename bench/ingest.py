@@ -14,7 +14,7 @@ Every figure is measured in this run next to its baseline, so ratios stay meanin
 * batch ingest: a fresh hub fed ZIP archives of `--batch-size` unique copies (`POST /api/v1/certificates/batch`)
   by `--batch-clients` threads, `--batch-rounds` copies of the corpus in all; the throughput and cost targets
   apply to this path (one request per document cannot get near the cost target: its HTTP round trip alone
-  costs about the lxml-only time). It runs twice: with the hub's defaults (its pool processes examine the
+  costs about the lxml-only time). It runs twice: with the hub's defaults (its document processes examine the
   documents on every core; their CPU and memory are printed beside the API process's), and with the API process
   alone (`QIHUB_DOCUMENT_PROCESSES=0`), where the throughput target must hold too ("in one process"). Then the
   graph fusion of the first run: how long after the last batch the background mapper has every certificate in
@@ -65,7 +65,7 @@ TARGET_VALIDATION_MS = 3.0
 TARGET_CERTS_PER_S = 150.0
 TARGET_INGEST_VS_LXML = 4.0
 TARGET_PEAK_RSS_MB = 300.0
-# The hub's setting for its pool processes; 0 does all the work in the API process.
+# The hub's setting for its document processes; 0 does all the work in the API process.
 ONE_PROCESS_SETTING = "QIHUB_DOCUMENT_PROCESSES"
 
 
@@ -115,14 +115,14 @@ class BatchFigures:
     errors: list[str]
     server_cpu_seconds: float
     peak_rss_mb: float
-    # The hub's other processes (pool processes, graph store workers), by role: CPU seconds during the ingest
+    # The hub's other processes (document processes, graph store workers), by role: CPU seconds during the ingest
     # and the sum of their peak RSS. The throughput and cost figures count every core they used.
     helper_cpu_seconds: dict[str, float]
     helper_peak_rss_mb: dict[str, float]
     # Seconds from the last batch's answer until every registered certificate was in the graph (None: never or
     # not waited for).
     fusion_lag_seconds: float | None
-    graphs_mapped: int
+    graphs_mapped: int | None  # None: the fusion was not waited for
 
 
 def load_corpus() -> list[CorpusFile]:
@@ -180,6 +180,13 @@ def measure_validation(corpus: list[CorpusFile], repeats: int) -> ValidationFigu
     return ValidationFigures(hub_samples, lxml_samples, statistics.fmean(per_file_lxml))
 
 
+def batch_documents(corpus: list[CorpusFile], rounds: int) -> list[tuple[bytes, str]]:
+    """The batch ingest's documents (unique copies, marked as the batch's) with the DCC version of each."""
+    copies = unique_copies(corpus, rounds)
+    versions = [item.version for _ in range(rounds) for item in corpus]  # unique_copies' order
+    return [(payload + b"<!-- batch -->\n", version) for payload, version in zip(copies, versions, strict=True)]
+
+
 def measure_lxml_stream(corpus: list[CorpusFile], rounds: int) -> float:
     """Seconds per document for lxml parse + XSD over the batch ingest's own documents, once each, in its order.
 
@@ -187,16 +194,13 @@ def measure_lxml_stream(corpus: list[CorpusFile], rounds: int) -> float:
     caches warm for one file): this is the lxml-only time of the very documents the hub ingests.
     """
     plain_parser = etree.XMLParser(resolve_entities=False, no_network=True)
-    versions = [item.version for item in corpus] * rounds
-    payloads = [payload + b"<!-- batch -->\n" for payload in unique_copies(corpus, rounds)]
-    schemas = {}
+    documents = batch_documents(corpus, rounds)
     with ExitStack() as stack:
-        for version in set(versions):
-            schemas[version] = stack.enter_context(compiled_schema(version))
+        schemas = {item.version: stack.enter_context(compiled_schema(item.version)) for item in corpus}
         started = time.perf_counter()
-        for payload, version in zip(payloads, versions, strict=True):
+        for payload, version in documents:
             schemas[version].validate(etree.fromstring(payload, plain_parser))
-        return (time.perf_counter() - started) / len(payloads)
+        return (time.perf_counter() - started) / len(documents)
 
 
 def unique_copies(corpus: list[CorpusFile], rounds: int) -> list[bytes]:
@@ -256,7 +260,7 @@ def _role(pid: int) -> str:
     if b"oxigraph_worker" in command:
         return "graph store"
     if b"multiprocessing" in command:
-        return "pool"  # the pool's processes and the fork server they come from
+        return "document"  # the document processes and the fork server they come from
     return "other"
 
 
@@ -533,7 +537,7 @@ def wait_for_graph(base_url: str, expected: int, timeout_s: float = 600.0) -> tu
 def warm_up_batches(base_url: str, auth: dict[str, str], corpus: list[CorpusFile]) -> None:
     """Register two ZIPs of the corpus and wait for their graphs (not counted in any figure).
 
-    The hub's pool processes start on first use (a fork server, then each process's imports and caches: about a
+    The hub's document processes start on first use (a fork server, then each process's imports and caches: about a
     second), a one-off kept out of the timing as the schema compiles and the mapper's start are.
     """
     before = graphs_in_store(base_url)
@@ -556,8 +560,7 @@ def measure_batch_ingest(
     wait_for_fusion: bool = True,
 ) -> BatchFigures:
     """Run the ZIP batch ingest against a fresh hub (with `settings`), then wait for the graph to hold it all."""
-    payloads = [payload + b"<!-- batch -->\n" for payload in unique_copies(corpus, rounds)]
-    batches = make_batches(payloads, size)
+    batches = make_batches([payload for payload, _ in batch_documents(corpus, rounds)], size)
     with (
         tempfile.TemporaryDirectory(prefix="qihub-bench-batch-") as folder,
         running_hub(Path(folder) / "data", settings) as (server, base_url),
@@ -570,7 +573,7 @@ def measure_batch_ingest(
         wall, latencies, errors, registered = ingest_batches(base_url, auth, batches, clients)
         server_cpu = _cpu_seconds(server.pid) - server_cpu
         helper_cpu, helper_peak = _helper_figures(server.pid, helpers_before)
-        lag, count = wait_for_graph(base_url, before + registered) if wait_for_fusion else (None, before)
+        lag, count = wait_for_graph(base_url, before + registered) if wait_for_fusion else (None, None)
         peak = _proc_status_mb(server.pid, "VmHWM")
     return BatchFigures(
         certificates=registered,
@@ -583,7 +586,7 @@ def measure_batch_ingest(
         helper_cpu_seconds=helper_cpu,
         helper_peak_rss_mb=helper_peak,
         fusion_lag_seconds=lag,
-        graphs_mapped=count - before,
+        graphs_mapped=None if count is None else count - before,
     )
 
 
@@ -622,7 +625,7 @@ def _print_batch(title: str, batch: BatchFigures, lxml_per_file_mean: float) -> 
             f"({batch.graphs_mapped} graphs; ingest + mapping {batch.certificates / fused:.1f} certificates/s "
             "end to end)"
         )
-    elif batch.graphs_mapped:
+    elif batch.graphs_mapped is not None:
         print(f"  graph fusion: only {batch.graphs_mapped} of {batch.certificates} certificates mapped in time")
     if batch.errors:
         print(f"  {len(batch.errors)} failed requests or refused entries, first: {batch.errors[0]}")
@@ -688,7 +691,7 @@ def report(
         validation.lxml_per_file_mean,
     )
     alone_throughput, alone_ratio = _print_batch(
-        f"batch ingest, the API process alone ({ONE_PROCESS_SETTING}=0: no pool processes)",
+        f"batch ingest, the API process alone ({ONE_PROCESS_SETTING}=0: no document processes)",
         batch_alone,
         validation.lxml_per_file_mean,
     )

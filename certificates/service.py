@@ -402,9 +402,10 @@ def submit_certificates(
             outcome.error = ConflictError(f"The same bytes as entry {first!r} of this batch.")
             continue
         examination = given or examine_document(content, max_bytes=max_bytes, check=check, sha256=outcome.sha256)
-        if examination.error is not None or examination.summary is None:
+        if examination.error is not None:
             outcome.error = examination.error
             continue
+        assert examination.summary is not None  # an accepted document always has its index facts
         accepted[outcome.sha256] = name
         row = _certificate_row(
             actor,

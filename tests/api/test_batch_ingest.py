@@ -1,8 +1,8 @@
 """Batch submission (`POST /api/v1/certificates/batch`, a ZIP of DCC XML files), on SQLite and PostgreSQL.
 
-The hub examines a batch's documents (parse, XSD, rules, signatures) in its pool processes by default, and in
+The hub examines a batch's documents (parse, XSD, rules, signatures) in its document processes by default, and in
 the API process when it has none (`QIHUB_DOCUMENT_PROCESSES=0`): `batch_hub` runs the behaviour tests both ways,
-on both databases, and the pool's own failure paths are driven for real (a process killed mid-batch).
+on both databases, and the processes' failure paths are driven for real (a process killed mid-batch).
 """
 
 import hashlib
@@ -40,7 +40,7 @@ BATCH = "/api/v1/certificates/batch"
 
 @pytest.fixture(params=["sqlite", "postgres", "sqlite-pool", "postgres-pool"])
 def batch_hub(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Hub]:
-    """A hub examining batches in the API process, or ("-pool") in two pool processes; SQLite and PostgreSQL."""
+    """A hub examining batches in the API process, or ("-pool") in two document processes; SQLite and PostgreSQL."""
     backend, _, pool = request.param.partition("-")
     with running_hub(request, tmp_path, backend, document_processes=2 if pool else 0) as hub:
         yield hub
